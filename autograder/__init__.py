@@ -1,0 +1,1 @@
+"""Grading for the LoRA/QLoRA course: build, check, grade and export with nbgrader."""

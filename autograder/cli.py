@@ -1,0 +1,120 @@
+"""The ``autograder`` command line: build, check, grade, export, demo.
+
+Exit status: 0 all good, 1 a check failed, 2 bad input (one line on stderr says what).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .checks import BLANK, REFERENCE, rehearse, run_checks
+from .course import Course, CourseError
+from .grading import export_csv, grade
+from .nbgrader_run import NbgraderFailed, generate, scratch_course
+
+OK, FAILED, BAD_INPUT = 0, 1, 2
+
+
+def cmd_build(course: Course, args) -> int:
+    for assignment in course.resolve(args.assignments):
+        generate(course.root, assignment)
+        print(f"built release/{assignment}")
+    return OK
+
+
+def cmd_check(course: Course, args) -> int:
+    start = time.perf_counter()
+    results = run_checks(course, course.resolve(args.assignments))
+    for result in results:
+        print(result.line(), flush=True)
+    failed = sum(not r.ok for r in results)
+    print(f"{len(results) - failed} passed, {failed} failed ({time.perf_counter() - start:.1f} s)")
+    return FAILED if failed else OK
+
+
+def cmd_grade(course: Course, args) -> int:
+    run = grade(course, args.assignment, args.student)
+    for g in run.grades:
+        flag = "  (needs manual grading)" if g.needs_manual else ""
+        print(f"{g.assignment:<16} {g.student:<24} {g.score:6g} / {g.max_score:g}{flag}")
+    for problem in run.problems:
+        print(f"autograder: {problem}", file=sys.stderr)
+    return BAD_INPUT if run.problems else OK
+
+
+def cmd_export(course: Course, args) -> int:
+    text = export_csv(course)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return OK
+
+
+def cmd_demo(course: Course, args) -> int:
+    """Build every assignment, then grade the reference solutions and the blank release."""
+    assignments = course.resolve(args.assignments)
+    for assignment in assignments:
+        generate(course.root, assignment)
+    print(f"built release/ for {', '.join(assignments)}\n")
+    print(f"{'assignment':<16} {'mock student':<12} {'score':>7} {'max':>6}")
+    status = OK
+    with tempfile.TemporaryDirectory(prefix="autograder-demo-") as tmp:
+        scratch = scratch_course(course, Path(tmp) / "course", assignments)
+        for assignment in assignments:
+            grades = rehearse(course, scratch, assignment)
+            for student in (REFERENCE, BLANK):
+                g = grades[student]
+                print(f"{assignment:<16} {student:<12} {g.score:7g} {g.max_score:6g}", flush=True)
+            if grades[REFERENCE].score != grades[REFERENCE].max_score or grades[BLANK].score != 0:
+                status = FAILED
+    return status
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="autograder", description=__doc__.splitlines()[0])
+    p.add_argument("--course", help="course directory (default: the one containing the working directory)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="regenerate release/ from source/ with nbgrader")
+    b.add_argument("assignments", nargs="*", metavar="A")
+    b.set_defaults(func=cmd_build)
+
+    c = sub.add_parser("check", help="prove solutions earn full marks, stubs zero, and nothing leaks")
+    c.add_argument("assignments", nargs="*", metavar="A")
+    c.set_defaults(func=cmd_check)
+
+    g = sub.add_parser("grade", help="autograde submitted/*/A into the gradebook")
+    g.add_argument("assignment", metavar="A")
+    g.add_argument("--student", action="append", metavar="ID", help="grade only this student (repeatable)")
+    g.set_defaults(func=cmd_grade)
+
+    e = sub.add_parser("export", help="write the gradebook's grades as CSV")
+    e.add_argument("--out", metavar="FILE", help="write here instead of standard output")
+    e.set_defaults(func=cmd_export)
+
+    d = sub.add_parser("demo", help="build, then grade the reference solutions and the blank release")
+    d.add_argument("assignments", nargs="*", metavar="A")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        course = Course.load(args.course)
+        return args.func(course, args)
+    except CourseError as exc:
+        print(f"autograder: error: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    except NbgraderFailed as exc:
+        print(f"autograder: error: {exc}", file=sys.stderr)
+        return FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""nbgrader configuration for the LoRA/QLoRA course.
+
+The repository root is the nbgrader course directory: ``source/`` holds the
+instructor notebooks, ``release/`` the generated student versions, and
+``submitted/``, ``autograded/``, ``feedback/`` and ``gradebook.db`` are created
+by grading (and ignored by git).
+"""
+import os
+
+c = get_config()  # noqa: F821 -- injected by traitlets when this file is loaded
+
+# The course directory is wherever this file lives, so the commands work from any
+# working directory and a copy of this file makes a self-contained scratch course.
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+c.CourseDirectory.course_id = "lora-qlora"
+
+# The course's assignments, in teaching order. `autograder` reads this list;
+# building an assignment registers it in the gradebook for the formgrader.
+c.Course.assignments = [
+    "01_lora_basics",
+    "02_quantization",
+    "03_metrics",
+    "04_practice",
+    "05_qlora_lab",
+]
+
+# Seconds one cell may run while grading; the QLoRA lab's training cell is the
+# longest (about three minutes on a CPU grading machine).
+c.Execute.timeout = 300
+
+# A student who deletes a test cell gets it back (and is graded by it); the
+# grader also reports the deletion.
+c.OverwriteCells.add_missing_cells = True
+
+# Never let a dropped file from a student break grading of their notebook.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", ".git"]
