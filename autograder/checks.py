@@ -6,7 +6,6 @@ Every check works on a scratch copy of the course, so the real gradebook,
 from __future__ import annotations
 
 import filecmp
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,8 @@ from pathlib import Path
 from . import notebook as nbu
 from .contract import GRADED_NAMES
 from .course import Course, CourseError
-from .nbgrader_run import NbgraderFailed, SubmissionGrade, autograde, generate, read_grades, scratch_course
+from .nbgrader_run import NbgraderFailed, scratch_course
+from .rehearsal import reference_and_blank
 
 REFERENCE, BLANK = "reference", "blank"
 
@@ -97,25 +97,9 @@ def _same_tree(a: Path, b: Path) -> list[str]:
     return diff
 
 
-def stage_mock_students(course: Course, scratch: Path, assignment: str) -> None:
-    """Submit the reference solutions and the untouched release as two students."""
-    for student, origin in ((REFERENCE, course.path("source", assignment)), (BLANK, scratch / "release" / assignment)):
-        target = scratch / "submitted" / student / assignment
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(origin, target)
-
-
-def rehearse(course: Course, scratch: Path, assignment: str) -> dict[str, SubmissionGrade]:
-    """Build ``assignment`` in ``scratch`` and autograde the two mock students there."""
-    generate(scratch, assignment)
-    stage_mock_students(course, scratch, assignment)
-    autograde(scratch, assignment)
-    return {g.student: g for g in read_grades(scratch, assignment, [REFERENCE, BLANK])}
-
-
 def grading_checks(course: Course, scratch: Path, assignment: str) -> list[CheckResult]:
     try:
-        grades = rehearse(course, scratch, assignment)
+        graded = reference_and_blank(course, scratch=scratch, assignment=assignment)
     except NbgraderFailed as exc:
         first = str(exc).splitlines()[0]
         return [CheckResult(assignment, "nbgrader-runs", False, first)]
@@ -129,7 +113,7 @@ def grading_checks(course: Course, scratch: Path, assignment: str) -> list[Check
             "differs: " + ", ".join(differ[:5]) + " (run `autograder build`)" if differ else "byte-identical",
         )
     )
-    ref, blank = grades.get(REFERENCE), grades.get(BLANK)
+    ref, blank = (graded[s].grade if s in graded else None for s in (REFERENCE, BLANK))
     if ref is None or blank is None:
         return results + [CheckResult(assignment, "nbgrader-runs", False, "autograde left no gradebook entry")]
 

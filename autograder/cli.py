@@ -10,10 +10,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from .checks import BLANK, REFERENCE, rehearse, run_checks
+from .checks import BLANK, REFERENCE, run_checks
 from .course import Course, CourseError
 from .grading import export_csv, grade
 from .nbgrader_run import NbgraderFailed, generate, scratch_course
+from .rehearsal import reference_and_blank
 
 OK, FAILED, BAD_INPUT = 0, 1, 2
 
@@ -66,7 +67,8 @@ def cmd_demo(course: Course, args) -> int:
     with tempfile.TemporaryDirectory(prefix="autograder-demo-") as tmp:
         scratch = scratch_course(course, Path(tmp) / "course", assignments)
         for assignment in assignments:
-            grades = rehearse(course, scratch, assignment)
+            graded = reference_and_blank(course, assignment, scratch)
+            grades = {student: graded[student].grade for student in (REFERENCE, BLANK)}
             for student in (REFERENCE, BLANK):
                 g = grades[student]
                 print(f"{assignment:<16} {student:<12} {g.score:7g} {g.max_score:6g}", flush=True)

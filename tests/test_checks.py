@@ -1,0 +1,115 @@
+"""`autograder check` on every assignment that exists, and proof that each check can fail."""
+from __future__ import annotations
+
+import filecmp
+import shutil
+from functools import lru_cache
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import notebook as nbu
+from autograder.checks import check_contract_graded, check_no_leaks, check_outputs_cleared, run_checks
+from autograder.course import Course
+from autograder.nbgrader_run import generate, scratch_course
+from harness import ROOT, course
+
+ASSIGNMENTS = course().existing_assignments()
+CHECKS = (
+    "outputs-cleared",
+    "contract-graded",
+    "no-leaks",
+    "release-is-fresh-build",
+    "reference-full-marks",
+    "blank-scores-zero",
+)
+
+
+@lru_cache(maxsize=None)
+def results(assignment: str) -> dict[str, object]:
+    return {r.check: r for r in run_checks(course(), [assignment])}
+
+
+@pytest.mark.parametrize("check", CHECKS)
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_assignment_passes_check(assignment, check):
+    result = results(assignment).get(check)
+    assert result is not None, f"{check} did not run: {list(results(assignment).values())}"
+    assert result.ok, result.line()
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_build_is_deterministic(assignment, tmp_path):
+    scratch = scratch_course(course(), tmp_path / "course", [assignment])
+    generate(scratch, assignment, release_dir=tmp_path / "first")
+    generate(scratch, assignment, release_dir=tmp_path / "second")
+    cmp = filecmp.dircmp(tmp_path / "first" / assignment, tmp_path / "second" / assignment)
+    assert not (cmp.diff_files or cmp.left_only or cmp.right_only), "two builds differ"
+
+
+# --- each check fails when it should -------------------------------------------------
+
+
+@pytest.fixture
+def spoiled(tmp_path) -> Course:
+    """A copy of the course holding only 04_practice, ready to be damaged."""
+    root = tmp_path / "course"
+    scratch_course(course(), root, ["04_practice"])
+    shutil.copytree(ROOT / "release" / "04_practice", root / "release" / "04_practice")
+    return Course.load(root)
+
+
+def _edit(path: Path, grade_id: str, edit) -> None:
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if nbu.cell_id(cell) == grade_id:
+            edit(cell)
+    nbformat.write(nb, path)
+
+
+def _release(c: Course) -> Path:
+    return c.path("release", "04_practice", "04_practice.ipynb")
+
+
+def _source(c: Course) -> Path:
+    return c.path("source", "04_practice", "04_practice.ipynb")
+
+
+def test_leaked_solution_line_is_caught(spoiled):
+    _edit(_release(spoiled), "answer_q3", lambda cell: cell.update(source='answer_q3 = "A"'))
+    result = check_no_leaks(spoiled, "04_practice")
+    assert not result.ok and "answer_q3" in result.detail
+
+
+def test_leaked_hidden_test_is_caught(spoiled):
+    secret = nbu.secret_lines(nbformat.read(_source(spoiled), as_version=4)).hidden
+    line = sorted(secret)[0]
+    _edit(_release(spoiled), "test_q5", lambda cell: cell.update(source=cell.source + "\n" + line))
+    assert not check_no_leaks(spoiled, "04_practice").ok
+
+
+def test_outputs_are_caught(spoiled):
+    def add_output(cell):
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="hi\n")]
+        cell.execution_count = 1
+
+    _edit(_release(spoiled), "test_q1", add_output)
+    assert not check_outputs_cleared(spoiled, "04_practice").ok
+
+
+def test_ungraded_contract_name_is_caught(spoiled):
+    _edit(_source(spoiled), "test_q7", lambda cell: cell.update(source="assert True"))
+    result = check_contract_graded(spoiled, "04_practice")
+    assert not result.ok and "answer_q7" in result.detail
+
+
+def test_grading_checks_catch_stale_release_wrong_solution_and_weak_test(spoiled):
+    _edit(_release(spoiled), "intro", lambda cell: cell.update(source=cell.source + "\nedited by hand"))
+    # A reference solution that is wrong, and a test that cannot fail.
+    _edit(_source(spoiled), "answer_q1", lambda cell: cell.update(source=cell.source.replace('"B"', '"C"')))
+    _edit(_source(spoiled), "test_q2", lambda cell: cell.update(source="pass"))
+    by_check = {r.check: r for r in run_checks(spoiled, ["04_practice"])}
+    assert not by_check["release-is-fresh-build"].ok
+    assert not by_check["reference-full-marks"].ok and "test_q1" in by_check["reference-full-marks"].detail
+    assert not by_check["blank-scores-zero"].ok and "test_q2" in by_check["blank-scores-zero"].detail

@@ -1,0 +1,136 @@
+"""The `autograder` command line on a scratch copy of the course: grading, export, bad input."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+import shutil
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from autograder import notebook as nbu
+from autograder.cli import main
+from autograder.nbgrader_run import scratch_course
+from harness import ROOT, course
+
+A = "04_practice"
+NB = f"{A}.ipynb"
+
+
+def _answers(letter_for) -> nbformat.NotebookNode:
+    nb = nbformat.read(ROOT / "release" / A / NB, as_version=4)
+    for cell in nb.cells:
+        cid = nbu.cell_id(cell) or ""
+        if cid.startswith("answer_q"):
+            n = int(cid.removeprefix("answer_q"))
+            cell.source = f'answer_q{n} = "{letter_for(n)}"'
+    return nb
+
+
+def _right(n: int) -> str:
+    src = nbformat.read(ROOT / "source" / A / NB, as_version=4)
+    cell = next(c for c in src.cells if nbu.cell_id(c) == f"answer_q{n}")
+    return re.search(r'"([A-Z])"', cell.source).group(1)
+
+
+def _submit(root, student, nb_or_text):
+    folder = root / "submitted" / student / A
+    folder.mkdir(parents=True)
+    if isinstance(nb_or_text, str):
+        (folder / NB).write_text(nb_or_text)
+    else:
+        nbformat.write(nb_or_text, folder / NB)
+
+
+def _digest(folder) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def classroom(tmp_path_factory):
+    """A scratch course with four submissions: right, all-A, broken JSON, deleted cells."""
+    root = scratch_course(course(), tmp_path_factory.mktemp("classroom") / "course", [A])
+    shutil.copytree(ROOT / "release" / A, root / "release" / A)
+    _submit(root, "alice", _answers(_right))
+    _submit(root, "bob", _answers(lambda n: "A"))
+    _submit(root, "carol", '{"cells": [ this is not json')
+    deleted = _answers(_right)
+    deleted.cells = [c for c in deleted.cells if nbu.cell_id(c) not in ("test_q3", "answer_q4")]
+    _submit(root, "dave", deleted)
+    return root
+
+
+@pytest.fixture(scope="module")
+def graded(classroom):
+    before = {folder: _digest(classroom / folder) for folder in ("submitted", "release", "source")}
+    out, err = io.StringIO(), io.StringIO()
+    from contextlib import redirect_stderr, redirect_stdout
+
+    with redirect_stdout(out), redirect_stderr(err):
+        status = main(["--course", str(classroom), "grade", A, "--student", "alice", "--student", "bob",
+                       "--student", "carol", "--student", "dave", "--student", "ghost"])
+    after = {folder: _digest(classroom / folder) for folder in ("submitted", "release", "source")}
+    return status, out.getvalue(), err.getvalue(), before, after
+
+
+def test_grade_reports_each_bad_submission_on_one_line_and_exits_2(graded):
+    status, out, err, *_ = graded
+    assert status == 2
+    lines = err.strip().splitlines()
+    assert any(line.startswith("autograder: carol:") and "not a valid notebook" in line for line in lines)
+    assert any(line.startswith("autograder: dave:") and "answer_q4" in line and "test_q3" in line for line in lines)
+    assert any(line.startswith("autograder: ghost:") and "no submission folder" in line for line in lines)
+    assert len(lines) == 3, err
+
+
+def test_broken_submissions_do_not_stop_the_others(graded):
+    _, out, *_ = graded
+    scores = {m.group(1): float(m.group(2)) for m in re.finditer(r"^\S+\s+(\w+)\s+([\d.]+) / 20", out, re.M)}
+    q_points = {1: 1, 2: 1, 3: 2, 4: 2, 5: 3, 6: 1, 7: 2, 8: 2, 9: 3, 10: 3}
+    assert scores["alice"] == 20
+    assert scores["bob"] == sum(p for n, p in q_points.items() if _right(n) == "A")
+    # dave's deleted test cell came back and still grades his (right) answer; his deleted
+    # answer cell came back as the stub and earns nothing.
+    assert scores["dave"] == 20 - q_points[4]
+    assert "carol" not in scores
+
+
+def test_grading_touches_no_input(graded):
+    *_, before, after = graded
+    assert before == after
+
+
+def test_export_writes_every_graded_submission(classroom, graded, tmp_path):
+    target = tmp_path / "grades.csv"
+    assert main(["--course", str(classroom), "export", "--out", str(target)]) == 0
+    rows = list(csv.DictReader(target.open()))
+    assert {r["student_id"] for r in rows} == {"alice", "bob", "dave"}
+    assert {r["assignment"] for r in rows} == {A}
+    assert next(r for r in rows if r["student_id"] == "alice")["score"] == "20"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["check", "99_nope"], "unknown assignment '99_nope'"),
+        (["build", "99_nope"], "unknown assignment '99_nope'"),
+        (["grade", "05_qlora_lab"], "has no source folder"),
+        (["grade", A], "no submissions folder"),
+        (["export"], "no gradebook"),
+    ],
+)
+def test_bad_input_gets_one_line_and_exit_2(tmp_path, argv, message):
+    root = scratch_course(course(), tmp_path / "course", [A])
+    proc = subprocess.run([sys.executable, "-m", "autograder", "--course", str(root), *argv],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+
+
+def test_not_a_course_directory(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "autograder", "check"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2 and "nbgrader_config.py" in proc.stderr

@@ -1,0 +1,56 @@
+"""The environment descriptions agree, and CI runs what the README promises."""
+from __future__ import annotations
+
+import re
+import tomllib
+
+import yaml
+
+from harness import ROOT
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _pins(requirements) -> dict[str, str]:
+    pins = {}
+    for req in requirements:
+        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([\w.+]+)", req.strip())
+        assert match, f"{req!r} is not pinned with =="
+        pins[match.group(1).lower().replace("_", "-")] = match.group(2)
+    return pins
+
+
+def test_environment_yml_pins_what_pyproject_pins():
+    project = _pyproject()["project"]
+    expected = _pins(project["dependencies"] + project["optional-dependencies"]["test"])
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert "python=3.11" in env["dependencies"]
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "-e ." in pip_section, "the image must install the course's own packages"
+    assert _pins([p for p in pip_section if p != "-e ."]) == expected
+
+
+def test_torch_is_pinned_to_the_cpu_build_on_disk():
+    assert _pins(_pyproject()["project"]["dependencies"])["torch"] == "2.13.0"
+
+
+def _readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    setup = text.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```(?:sh|bash)\n(.+?)\n```", setup, flags=re.S)
+
+
+def test_readme_has_exactly_two_setup_commands():
+    commands = _readme_commands()
+    assert len(commands) == 2, commands
+    install, tests = commands
+    assert "pip install" in install and "autograder demo" in install
+    assert "pytest" in tests
+
+
+def test_ci_installs_and_tests_as_the_readme_says():
+    ci = (ROOT / ".ci" / "run").read_text()
+    install, tests = _readme_commands()
+    assert install in ci and tests in ci
