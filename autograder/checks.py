@@ -14,9 +14,7 @@ from . import notebook as nbu
 from .contract import GRADED_NAMES
 from .course import Course, CourseError
 from .nbgrader_run import NbgraderFailed, scratch_course
-from .rehearsal import reference_and_blank
-
-REFERENCE, BLANK = "reference", "blank"
+from .rehearsal import BLANK, REFERENCE, reference_and_blank
 
 
 @dataclass(frozen=True)
@@ -118,7 +116,8 @@ def grading_checks(course: Course, scratch: Path, assignment: str) -> list[Check
         return results + [CheckResult(assignment, "nbgrader-runs", False, "autograde left no gradebook entry")]
 
     auto = [c for c in ref.cells if c.auto]
-    short = [f"{c.cell} {c.score:g}/{c.max_score:g}" for c in auto if c.score != c.max_score]
+    errors = graded[REFERENCE].errors
+    short = [f"{c.cell} {c.score:g}/{c.max_score:g} ({errors.get(c.cell, 'no error shown')[:160]})" for c in auto if c.score != c.max_score]
     got, auto_max = sum(c.score or 0 for c in auto), sum(c.max_score for c in auto)
     detail = f"{got:g}/{auto_max:g} autograded points"
     if len(auto) < len(ref.cells):

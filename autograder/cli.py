@@ -10,17 +10,30 @@ import tempfile
 import time
 from pathlib import Path
 
-from .checks import BLANK, REFERENCE, run_checks
+from .checks import run_checks
 from .course import Course, CourseError
 from .grading import export_csv, grade
+from .notebook import read_notebook
 from .nbgrader_run import NbgraderFailed, generate, scratch_course
-from .rehearsal import reference_and_blank
+from .rehearsal import BLANK, REFERENCE, reference_and_blank
 
 OK, FAILED, BAD_INPUT = 0, 1, 2
 
 
+def _resolve(course: Course, names: list[str] | None) -> list[str]:
+    """The assignments named (or all), each with readable source notebooks, else ``CourseError``."""
+    assignments = course.resolve(names)
+    for assignment in assignments:
+        notebooks = course.source_notebooks(assignment)
+        if not notebooks:
+            raise CourseError(f"assignment {assignment!r} has no notebook in {course.path('source', assignment)}")
+        for path in notebooks:
+            read_notebook(path)
+    return assignments
+
+
 def cmd_build(course: Course, args) -> int:
-    for assignment in course.resolve(args.assignments):
+    for assignment in _resolve(course, args.assignments):
         generate(course.root, assignment)
         print(f"built release/{assignment}")
     return OK
@@ -28,7 +41,7 @@ def cmd_build(course: Course, args) -> int:
 
 def cmd_check(course: Course, args) -> int:
     start = time.perf_counter()
-    results = run_checks(course, course.resolve(args.assignments))
+    results = run_checks(course, _resolve(course, args.assignments))
     for result in results:
         print(result.line(), flush=True)
     failed = sum(not r.ok for r in results)
@@ -37,6 +50,7 @@ def cmd_check(course: Course, args) -> int:
 
 
 def cmd_grade(course: Course, args) -> int:
+    _resolve(course, [args.assignment])
     run = grade(course, args.assignment, args.student)
     for g in run.grades:
         flag = "  (needs manual grading)" if g.needs_manual else ""
@@ -58,7 +72,7 @@ def cmd_export(course: Course, args) -> int:
 
 def cmd_demo(course: Course, args) -> int:
     """Build every assignment, then grade the reference solutions and the blank release."""
-    assignments = course.resolve(args.assignments)
+    assignments = _resolve(course, args.assignments)
     for assignment in assignments:
         generate(course.root, assignment)
     print(f"built release/ for {', '.join(assignments)}\n")

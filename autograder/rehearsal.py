@@ -16,6 +16,8 @@ from . import notebook as nbu
 from .course import Course
 from .nbgrader_run import SubmissionGrade, autograde, generate, read_grades, scratch_course
 
+REFERENCE, BLANK = "reference", "blank"
+
 
 @dataclass(frozen=True)
 class Graded:
@@ -100,5 +102,5 @@ def grade_submissions(
 def reference_and_blank(course: Course, assignment: str, scratch: Path) -> dict[str, Graded]:
     """The two mock students: the source folder (solutions) and the fresh release (stubs)."""
     generate(scratch, assignment)
-    submissions = {"reference": course.path("source", assignment), "blank": scratch / "release" / assignment}
+    submissions = {REFERENCE: course.path("source", assignment), BLANK: scratch / "release" / assignment}
     return grade_submissions(course, assignment, submissions, scratch=scratch)

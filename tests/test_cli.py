@@ -131,6 +131,15 @@ def test_bad_input_gets_one_line_and_exit_2(tmp_path, argv, message):
     assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
 
 
+def test_source_notebook_that_is_not_json(tmp_path):
+    root = scratch_course(course(), tmp_path / "course", [A])
+    (root / "source" / A / NB).write_text("{ oops")
+    proc = subprocess.run([sys.executable, "-m", "autograder", "--course", str(root), "build", A],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "not a valid notebook" in proc.stderr
+    assert not (root / "release").exists(), "nothing may be built from a broken source"
+
+
 def test_not_a_course_directory(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "autograder", "check"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 2 and "nbgrader_config.py" in proc.stderr
