@@ -104,4 +104,20 @@ def load_classifier(
         model = AutoModelForSequenceClassification.from_pretrained(resolve(name), **kwargs)
     if quantization_config is None:
         model = model.to(device)
+    elif device.type == "cpu":
+        keep_4bit_layout_trainable(model)
     return model
+
+
+def keep_4bit_layout_trainable(model: torch.nn.Module) -> None:
+    """Stop bitsandbytes repacking 4-bit weights for CPU inference.
+
+    On CPUs with AVX512-BF16, bitsandbytes 0.50 rewrites a 4-bit layer's weights into an
+    inference-only layout the first time the layer runs in eval mode without gradients
+    (a validation pass). Training afterwards then fails ("a view of a leaf Variable that
+    requires grad is being used in an in-place operation"), so the lab's alternation of
+    training and evaluation needs the ordinary layout kept.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
