@@ -59,19 +59,21 @@ def graded_cell_ids(nb) -> list[str]:
     return [cid for cid in (cell_id(c) for c in nb.cells) if cid]
 
 
-def _regions(source: str, markers: tuple[str, str]) -> list[list[str]]:
-    begin, end = markers
-    regions, current = [], None
+def split_regions(source: str) -> tuple[list[str], list[str], list[str]]:
+    """(solution lines, hidden-test lines, all other lines) of a cell's source, by position."""
+    parts: dict[str, list[str]] = {"solution": [], "hidden": [], "public": []}
+    inside = "public"
     for line in source.splitlines():
-        if line.strip().startswith(begin):
-            current = []
-        elif line.strip().startswith(end):
-            if current is not None:
-                regions.append(current)
-            current = None
-        elif current is not None:
-            current.append(line)
-    return regions
+        stripped = line.strip()
+        if stripped.startswith(SOLUTION[0]):
+            inside = "solution"
+        elif stripped.startswith(HIDDEN[0]):
+            inside = "hidden"
+        elif stripped.startswith((SOLUTION[1], HIDDEN[1])):
+            inside = "public"
+        else:
+            parts[inside].append(line)
+    return parts["solution"], parts["hidden"], parts["public"]
 
 
 @dataclass
@@ -105,12 +107,10 @@ def secret_lines(nb) -> SecretLines:
         if cell.get("cell_type") == "markdown" and nbgrader_meta(cell).get("solution"):
             solution.update(line.strip() for line in source.splitlines())
             continue
-        sol = [line.strip() for region in _regions(source, SOLUTION) for line in region]
-        hid = [line.strip() for region in _regions(source, HIDDEN) for line in region]
-        solution.update(sol)
-        hidden.update(hid)
-        inside = set(sol) | set(hid)
-        public.update(line.strip() for line in source.splitlines() if line.strip() not in inside)
+        sol, hid, pub = split_regions(source)
+        solution.update(line.strip() for line in sol)
+        hidden.update(line.strip() for line in hid)
+        public.update(line.strip() for line in pub)
 
     def keep(lines: set[str]) -> set[str]:
         return {ln for ln in lines if len(ln) >= _MIN_SECRET_LENGTH and ln not in public and not ln.startswith("###")}

@@ -113,3 +113,12 @@ def test_grading_checks_catch_stale_release_wrong_solution_and_weak_test(spoiled
     assert not by_check["release-is-fresh-build"].ok
     assert not by_check["reference-full-marks"].ok and "test_q1" in by_check["reference-full-marks"].detail
     assert not by_check["blank-scores-zero"].ok and "test_q2" in by_check["blank-scores-zero"].detail
+
+
+def test_a_line_shown_in_the_visible_part_is_no_secret():
+    cell = nbformat.v4.new_code_cell(
+        "for r in rows:\n    check(r)\n### BEGIN HIDDEN TESTS\nfor r in rows:\n    assert r.hidden_value == 42\n### END HIDDEN TESTS"
+    )
+    secrets = nbu.secret_lines(nbformat.v4.new_notebook(cells=[cell]))
+    assert "for r in rows:" not in secrets.hidden
+    assert "assert r.hidden_value == 42" in secrets.hidden
