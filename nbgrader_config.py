@@ -33,4 +33,4 @@ c.Execute.timeout = 300
 c.OverwriteCells.add_missing_cells = True
 
 # Never let a dropped file from a student break grading of their notebook.
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", ".git"]
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", ".git", "tweet_embeddings.npz"]

@@ -1,0 +1,381 @@
+"""The QLoRA lab's machinery: four fine-tuning arms on one split, one budget, one table.
+
+Arms: ``frozen`` (only the classification head trains: the baseline to beat),
+``full`` (every weight trains), ``lora`` (adapters on a full-precision base) and
+``qlora`` (adapters on a 4-bit NF4 base). The bitsandbytes and LoRA configurations are
+the student's: the notebook passes its own ``make_bnb_config``/``make_lora_config``,
+and the headless run below reads them from a completed lab notebook.
+
+Headless run (prints the table, writes ``results.json`` and the plots)::
+
+    python -m course.lab [--arms frozen,full,lora,qlora] [--max-train N] [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, f1_score, recall_score
+from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+
+from . import data, memory, models
+from .train import PeakMemory, TrainConfig, predict, seed_everything, train
+
+ARMS = ("frozen", "full", "lora", "qlora")
+LAB = "05_qlora_lab"
+HEAD = "classifier"  # the classification head of BERT-style models
+# Learning rates found by a sweep on the CPU budget (see the lab notebook): adapters
+# want a much larger step than full fine-tuning, and a lone head larger still.
+LEARNING_RATES = {"frozen": 1e-2, "full": 1e-4, "lora": 5e-3, "qlora": 5e-3}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much data and training every arm gets (the same for all, or the comparison is unfair)."""
+
+    max_train: int | None  # None: the whole training split
+    max_eval: int | None  # test examples scored (None: the whole test split)
+    max_val: int | None  # validation examples for the loss curve
+    epochs: int
+    batch_size: int = 32
+    max_length: int = 64
+    label: str = ""
+
+    def describe(self) -> str:
+        train = "all" if self.max_train is None else self.max_train
+        evals = "all" if self.max_eval is None else self.max_eval
+        return f"{self.label}: {train} training / {evals} test examples, {self.epochs} epoch(s), batch {self.batch_size}"
+
+
+def grading() -> bool:
+    """Whether nbgrader is executing this kernel right now."""
+    return bool(os.environ.get("NBGRADER_EXECUTION"))
+
+
+# A few seconds per arm, for tests of the grading machinery itself (set by the test suite).
+SMOKE_ENV = "COURSE_LAB_SMOKE"
+
+
+def default_budget(device: torch.device | str | None = None, under_grader: bool | None = None) -> Budget:
+    """The whole corpus on a GPU; a smaller budget on a CPU; a tiny one while grading on a CPU."""
+    device = torch.device(device) if device is not None else models.default_device()
+    under_grader = grading() if under_grader is None else under_grader
+    if os.environ.get(SMOKE_ENV):
+        return Budget(max_train=48, max_eval=48, max_val=16, epochs=1, batch_size=16, label="smoke test")
+    if device.type == "cuda":
+        return Budget(max_train=None, max_eval=None, max_val=None, epochs=2, batch_size=64, label="GPU")
+    if under_grader:
+        return Budget(max_train=400, max_eval=300, max_val=100, epochs=1, batch_size=16, label="CPU, grading")
+    return Budget(max_train=2000, max_eval=1000, max_val=300, epochs=2, label="CPU")
+
+
+@dataclass
+class ArmResult:
+    """Everything the lab's table and plots show for one arm."""
+
+    arm: str
+    accuracy: float
+    macro_f1: float
+    per_class_recall: dict[str, float]
+    trainable_params: int
+    total_params: int
+    peak_memory_mb: float  # what the arm added at its peak: weights, gradients, optimizer, activations
+    weight_memory_mb: float  # the model's tensors as stored (4-bit codes packed, with their constants)
+    weight_floor_mb: float  # the theoretical footprint of its parameter inventory
+    seconds_per_step: float
+    steps: int
+    memory_kind: str
+    label_names: list[str]
+    confusion: list[list[int]]
+    labels: list[int] = field(repr=False)
+    predictions: list[int] = field(repr=False)
+    train_loss: list[float] = field(repr=False)
+    val_loss: list[tuple[int, float]] = field(repr=False)
+
+    @property
+    def trainable_share(self) -> float:
+        return self.trainable_params / self.total_params
+
+
+def trainable_names(model: torch.nn.Module) -> list[str]:
+    return [name for name, p in model.named_parameters() if p.requires_grad]
+
+
+def build_model(
+    arm: str,
+    num_labels: int,
+    device: torch.device,
+    bnb_config=None,
+    lora_config=None,
+    name: str = models.BUNDLED,
+):
+    """The model of one arm, ready to train."""
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; the arms are {', '.join(ARMS)}")
+    if arm in ("lora", "qlora") and lora_config is None:
+        raise ValueError(f"the {arm} arm needs a LoRA configuration (make_lora_config)")
+    if arm == "qlora" and bnb_config is None:
+        raise ValueError("the qlora arm needs a bitsandbytes configuration (make_bnb_config)")
+    model = models.load_classifier(
+        name, num_labels=num_labels, device=device, quantization_config=bnb_config if arm == "qlora" else None
+    )
+    if arm == "frozen":
+        for pname, p in model.named_parameters():
+            p.requires_grad = pname.split(".")[0] == HEAD
+    elif arm in ("lora", "qlora"):
+        from peft import get_peft_model
+
+        with models.quiet():
+            model = get_peft_model(model, lora_config)
+    return model
+
+
+def _limit(split: data.Split, n: int | None, seed: int) -> data.Split:
+    return split if n is None or n >= len(split) else split.sample(n, seed=seed)
+
+
+def run_arm(
+    arm: str,
+    splits: data.Splits,
+    budget: Budget,
+    bnb_config=None,
+    lora_config=None,
+    device: torch.device | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    keep_model: bool = False,
+):
+    """Train and evaluate one arm; returns ``ArmResult`` (and the model with ``keep_model``)."""
+    device = device or models.default_device()
+    train_split = _limit(splits.train, budget.max_train, seed)
+    val_split = _limit(splits.validation, budget.max_val, seed)
+    test_split = _limit(splits.test, budget.max_eval, seed)
+    names = list(splits.label_names)
+    seed_everything(seed)
+    tokenizer = models.load_tokenizer()
+    config = TrainConfig(
+        epochs=budget.epochs, batch_size=budget.batch_size, lr=LEARNING_RATES[arm],
+        max_length=budget.max_length, seed=seed, progress=progress,
+    )
+    # Measured from before the model loads, so weights, gradients, optimizer states and
+    # activations all count, and nothing left over from an earlier arm does.
+    with PeakMemory(device) as peak:
+        model = build_model(arm, len(names), device, bnb_config, lora_config)
+        history = train(model, tokenizer, train_split.texts, train_split.labels, val_split.texts, val_split.labels, config)
+    inventory = memory.parameter_inventory(model)
+    preds = predict(model, tokenizer, test_split.texts, max_length=budget.max_length, progress=progress)
+    y = test_split.labels
+    recalls = recall_score(y, preds, labels=range(len(names)), average=None, zero_division=0)
+    result = ArmResult(
+        arm=arm,
+        accuracy=float(accuracy_score(y, preds)),
+        macro_f1=float(f1_score(y, preds, average="macro")),
+        per_class_recall={n: float(r) for n, r in zip(names, recalls)},
+        trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        total_params=sum(e.n_params for e in inventory),
+        peak_memory_mb=peak.added_mb,
+        weight_memory_mb=memory.measured_footprint(model)["total"] / 2**20,
+        weight_floor_mb=memory.floor_bytes(inventory) / 2**20,
+        seconds_per_step=history.seconds_per_step,
+        steps=history.steps,
+        memory_kind=peak.kind,
+        label_names=names,
+        confusion=sk_confusion_matrix(y, preds, labels=range(len(names))).tolist(),
+        labels=[int(v) for v in y],
+        predictions=[int(v) for v in preds],
+        train_loss=history.train_loss,
+        val_loss=history.val_loss,
+    )
+    if keep_model:
+        return result, model
+    del model
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return result
+
+
+def run_arms(
+    splits: data.Splits,
+    make_bnb_config: Callable | None,
+    make_lora_config: Callable | None,
+    arms=ARMS,
+    budget: Budget | None = None,
+    device: torch.device | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    keep: tuple[str, ...] = (),
+):
+    """Every arm on the same split and budget: ``({arm: ArmResult}, {arm: model for arms in keep})``."""
+    device = device or models.default_device()
+    budget = budget or default_budget(device)
+    compute_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    bnb_config = make_bnb_config(compute_dtype) if "qlora" in arms else None
+    lora_config = make_lora_config() if {"lora", "qlora"} & set(arms) else None
+    results, kept = {}, {}
+    for arm in arms:
+        if progress:
+            print(f"[{arm}] training on {budget.describe()}", flush=True)
+        out = run_arm(arm, splits, budget, bnb_config, lora_config, device, seed, progress, keep_model=arm in keep)
+        if arm in keep:
+            out, kept[arm] = out
+        results[arm] = out
+    return results, kept
+
+
+# --- reporting ----------------------------------------------------------------------------
+
+COLUMNS = (
+    ("accuracy", "accuracy", "{:.3f}"),
+    ("macro-F1", "macro_f1", "{:.3f}"),
+    ("trainable", "trainable_params", "{:,}"),
+    ("share", "trainable_share", "{:.2%}"),
+    ("peak MB", "peak_memory_mb", "{:.0f}"),
+    ("weights MB", "weight_memory_mb", "{:.1f}"),
+    ("floor MB", "weight_floor_mb", "{:.1f}"),
+    ("s/step", "seconds_per_step", "{:.3f}"),
+)
+
+
+def results_table(results: dict[str, ArmResult]) -> str:
+    """The comparison as a fixed-width text table, one row per arm."""
+    any_result = next(iter(results.values()))
+    recall_cols = [f"recall {n}" for n in any_result.label_names]
+    header = ["arm", *(c[0] for c in COLUMNS), *recall_cols]
+    rows = []
+    for r in results.values():
+        cells = [r.arm, *(fmt.format(getattr(r, attr)) for _, attr, fmt in COLUMNS)]
+        cells += [f"{r.per_class_recall[n]:.3f}" for n in r.label_names]
+        rows.append(cells)
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def results_json(results: dict[str, ArmResult], budget: Budget, device: torch.device) -> dict:
+    arms = {}
+    for arm, r in results.items():
+        row = asdict(r)
+        row["trainable_share"] = r.trainable_share
+        arms[arm] = row
+    return {"budget": asdict(budget), "device": str(device), "arms": arms}
+
+
+def save_plots(results: dict[str, ArmResult], out: Path) -> list[Path]:
+    """Confusion matrices, loss curves and memory/F1 bars as PNG files in ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from . import plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    rs = list(results.values())
+    plots.confusion_heatmap([r.confusion for r in rs], labels=rs[0].label_names, titles=[r.arm for r in rs])
+    written.append(out / "confusion.png")
+    plt.savefig(written[-1], dpi=110, bbox_inches="tight")
+    plt.close("all")
+
+    fig, axes = plt.subplots(1, len(rs), figsize=(4 * len(rs), 3.2), squeeze=False)
+    for ax, r in zip(axes[0], rs):
+        plots.loss_curves(r.train_loss, r.val_loss, ax=ax, title=r.arm)
+    written.append(out / "loss.png")
+    fig.savefig(written[-1], dpi=110, bbox_inches="tight")
+    plt.close("all")
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    plots.bar_chart({r.arm: r.macro_f1 for r in rs}, ax=left, title="macro-F1 on the test split")
+    plots.memory_chart({r.arm: r.peak_memory_mb for r in rs}, ax=right, title=f"peak memory ({rs[0].memory_kind})")
+    written.append(out / "f1_memory.png")
+    fig.savefig(written[-1], dpi=110, bbox_inches="tight")
+    plt.close("all")
+    return written
+
+
+# --- the student's configurations, read from a completed notebook --------------------------
+
+
+def functions_from_notebook(path: Path, names: tuple[str, ...]) -> dict[str, Callable]:
+    """Run the lab notebook's import cell and the answer cells defining ``names``."""
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    namespace: dict = {}
+    wanted = {"imports", *names}
+    for cell in nb.get("cells", []):
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if cell.get("cell_type") == "code" and grade_id in wanted:
+            source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            exec(compile(source, f"{path}:{grade_id}", "exec"), namespace)
+    missing = [n for n in names if not callable(namespace.get(n))]
+    if missing:
+        raise RuntimeError(f"{path} defines no {', '.join(missing)}")
+    return {n: namespace[n] for n in names}
+
+
+def default_notebook(start: Path | None = None) -> Path:
+    """The instructor's lab notebook, found from the working directory upwards."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        candidate = folder / "source" / LAB / f"{LAB}.ipynb"
+        if candidate.is_file():
+            return candidate
+    raise RuntimeError(
+        f"no source/{LAB}/{LAB}.ipynb here or above: pass --notebook with a completed copy of the lab notebook"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m course.lab", description=__doc__.splitlines()[0])
+    p.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset of " + ",".join(ARMS))
+    p.add_argument("--max-train", type=int, help="training examples per arm (default: the device's budget)")
+    p.add_argument("--epochs", type=int, help="epochs per arm (default: the device's budget)")
+    p.add_argument("--out", default="lab-results", help="folder for results.json and the plots")
+    p.add_argument("--notebook", type=Path, help="a completed lab notebook (default: source/05_qlora_lab)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown or not arms:
+        p.error(f"unknown arm(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(ARMS)}")
+    device = torch.device(args.device) if args.device else models.default_device()
+    budget = default_budget(device, under_grader=False)
+    if args.max_train is not None:
+        budget = replace(budget, max_train=args.max_train, label=budget.label + f", --max-train {args.max_train}")
+    if args.epochs is not None:
+        budget = replace(budget, epochs=args.epochs)
+    try:
+        fns = functions_from_notebook(args.notebook or default_notebook(), ("make_bnb_config", "make_lora_config", "lab_verdict"))
+        splits = data.tweet_splits(seed=args.seed)
+    except (RuntimeError, OSError, SyntaxError) as exc:
+        print(f"course.lab: error: {exc}", file=sys.stderr)
+        return 2
+    results, _ = run_arms(
+        splits, fns["make_bnb_config"], fns["make_lora_config"], arms, budget, device, args.seed, progress=True
+    )
+    print(f"\n{budget.describe()} on {device}\n")
+    print(results_table(results))
+    if "full" in results and "qlora" in results:
+        drop = (results["full"].macro_f1 - results["qlora"].macro_f1) * 100
+        verdict = fns["lab_verdict"](results["full"].macro_f1, results["qlora"].macro_f1)
+        print(f"\nQLoRA vs full fine-tuning: macro-F1 {-drop:+.1f} points -> {verdict}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results_json(results, budget, device), indent=2))
+    written = save_plots(results, out)
+    print(f"\nwrote {out / 'results.json'} and {', '.join(p.name for p in written)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""01_lora_basics: each plausible mistake loses its points and is named; right answers written differently pass.
+
+One nbgrader run grades every variant (the fixture is module-scoped): one student holds a correct but
+differently written answer for every graded name, and each other student holds wrong answers for names
+whose test cells do not depend on each other (a wrong ``LoRALinear`` is paired only with mistakes whose
+cells never use it).
+"""
+from __future__ import annotations
+
+import pytest
+
+from harness import grade_answers
+
+A = "01_lora_basics"
+
+# --- correct, but written differently from the reference --------------------------------------
+
+RIGHT = {
+    # A NumPy integer, and the bias folded into a product.
+    "full_param_count": '''
+def full_param_count(d_in, d_out, bias=True):
+    """Parameters of a dense layer."""
+    return np.int64(d_out) * (d_in + int(bool(bias)))
+''',
+    # A 0-d torch tensor, and the rank test written the other way round.
+    "lora_param_count": '''
+def lora_param_count(d_in, d_out, r):
+    """Parameters LoRA adds."""
+    if not r >= 1:
+        raise ValueError("the rank must be a positive integer")
+    return torch.tensor(r * d_in + r * d_out)
+''',
+    # Exact rational arithmetic, returned as a NumPy float; no call to the other two functions.
+    "trainable_fraction": '''
+def trainable_fraction(d_in, d_out, r, bias=True):
+    """LoRA's trainable share."""
+    from fractions import Fraction
+    adapter = r * (d_in + d_out)
+    frozen = d_out * d_in + (d_out if bias else 0)
+    return np.float64(float(Fraction(adapter, frozen + adapter)))
+''',
+    # A drawn by uniform_ on +-1/sqrt(in) (the same law as Kaiming-uniform with a = sqrt(5)),
+    # forward through F.linear, merged weight through addmm.
+    "LoRALinear": '''
+class LoRALinear(nn.Module):
+    """A frozen linear layer plus a low-rank update."""
+
+    def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 16.0):
+        super().__init__()
+        base.weight.requires_grad = False
+        if base.bias is not None:
+            base.bias.requires_grad = False
+        self.base = base
+        self.scaling = float(alpha) / r
+        bound = 1.0 / math.sqrt(base.in_features)
+        like = dict(dtype=base.weight.dtype, device=base.weight.device)
+        self.lora_A = nn.Parameter(torch.empty(r, base.in_features, **like).uniform_(-bound, bound))
+        self.lora_B = nn.Parameter(base.weight.new_zeros(base.out_features, r))
+
+    def forward(self, x):
+        update = F.linear(F.linear(x, self.lora_A), self.lora_B)
+        return self.base(x) + update * self.scaling
+
+    def merged_weight(self):
+        return torch.addmm(self.base.weight, self.lora_B, self.lora_A, alpha=self.scaling).detach()
+''',
+    # Counting through named_parameters with explicit de-duplication.
+    "count_trainable_parameters": '''
+def count_trainable_parameters(model):
+    """Trainable elements."""
+    seen, total = set(), 0
+    for _, p in model.named_parameters():
+        if p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    return total
+''',
+    # A recursive walk; freezing afterwards by parameter name.
+    "inject_lora": '''
+def inject_lora(model, target_modules, r=8, alpha=16.0):
+    """Wrap the targets in LoRALinear."""
+    wanted = tuple(target_modules)
+
+    def visit(module):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.Linear) and name in wanted:
+                setattr(module, name, LoRALinear(child, r=r, alpha=alpha))
+            else:
+                visit(child)
+
+    visit(model)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.endswith("lora_A") or name.endswith("lora_B"))
+    return model
+''',
+}
+
+# --- wrong LoRALinear classes, built from the reference by swapping one piece ----------------
+
+_LORA = '''
+class LoRALinear(nn.Module):
+    def __init__(self, base, r=8, alpha=16.0):
+        super().__init__()
+        self.base = base
+        {freeze}
+        self.scaling = {scaling}
+        w = base.weight
+        self.lora_A = nn.Parameter(torch.empty({a_shape}, dtype=w.dtype, device=w.device))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r, dtype=w.dtype, device=w.device))
+        {init_a}
+        {init_b}
+
+    def forward(self, x):
+        return {forward}
+
+    def merged_weight(self):
+        {merged}
+'''
+_GOOD = dict(
+    freeze="base.requires_grad_(False)",
+    scaling="alpha / r",
+    a_shape="r, base.in_features",
+    init_a="nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))",
+    init_b="pass",
+    forward="self.base(x) + self.scaling * (x @ self.lora_A.T @ self.lora_B.T)",
+    merged="return self.base.weight + self.scaling * (self.lora_B @ self.lora_A)",
+)
+
+
+def lora(**changes: str) -> str:
+    return _LORA.format(**{**_GOOD, **changes})
+
+
+WRONG_LORA = {
+    "scaling_alpha": lora(scaling="alpha"),
+    "random_b": lora(init_b="nn.init.normal_(self.lora_B, std=0.02)"),
+    "transposed_a": lora(
+        a_shape="base.in_features, r",
+        forward="self.base(x) + self.scaling * (x @ self.lora_A @ self.lora_B.T)",
+        merged="return self.base.weight + self.scaling * (self.lora_B @ self.lora_A.T)",
+    ),
+    # Two independent slips: the bias is dropped in forward (forward cell), A is drawn N(0, 1) (structure cell).
+    "no_bias_randn_a": lora(
+        forward="x @ self.base.weight.T + self.scaling * (x @ self.lora_A.T @ self.lora_B.T)",
+        init_a="nn.init.normal_(self.lora_A)",
+    ),
+    # Two independent slips: the base stays trainable (structure cell), merging writes into it (merge cell).
+    "inplace_merge_unfrozen": lora(
+        freeze="pass",
+        merged="self.base.weight.data += self.scaling * (self.lora_B @ self.lora_A).detach()\n        return self.base.weight",
+    ),
+}
+
+WRONG_INJECT = {
+    "top_level_only": '''
+def inject_lora(model, target_modules, r=8, alpha=16.0):
+    model.requires_grad_(False)
+    for name, child in list(model.named_children()):
+        if name in target_modules and isinstance(child, nn.Linear):
+            setattr(model, name, LoRALinear(child, r=r, alpha=alpha))
+    return model
+''',
+    "substring_match": '''
+def inject_lora(model, target_modules, r=8, alpha=16.0):
+    model.requires_grad_(False)
+    found = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+             if isinstance(child, nn.Linear) and any(t in name for t in target_modules)]
+    for parent, name, child in found:
+        setattr(parent, name, LoRALinear(child, r=r, alpha=alpha))
+    return model
+''',
+    "no_return": '''
+def inject_lora(model, target_modules, r=8, alpha=16.0):
+    model.requires_grad_(False)
+    found = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+             if isinstance(child, nn.Linear) and name in target_modules]
+    for parent, name, child in found:
+        setattr(parent, name, LoRALinear(child, r=r, alpha=alpha))
+''',
+    "no_freeze": '''
+def inject_lora(model, target_modules, r=8, alpha=16.0):
+    found = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+             if isinstance(child, nn.Linear) and name in target_modules]
+    for parent, name, child in found:
+        setattr(parent, name, LoRALinear(child, r=r, alpha=alpha))
+    return model
+''',
+}
+
+WRONG_SIMPLE = {
+    "full_no_bias": ("full_param_count", "def full_param_count(d_in, d_out, bias=True):\n    return d_in * d_out"),
+    "full_bias_per_input": (
+        "full_param_count",
+        "def full_param_count(d_in, d_out, bias=True):\n    return d_in * d_out + (d_in if bias else 0)",
+    ),
+    "lora_no_error": ("lora_param_count", "def lora_param_count(d_in, d_out, r):\n    return r * (d_in + d_out)"),
+    "lora_full_matrices": ("lora_param_count", "def lora_param_count(d_in, d_out, r):\n"
+                           "    if r < 1:\n        raise ValueError(r)\n    return r * d_in * d_out"),
+    "frac_over_full": (
+        "trainable_fraction",
+        "def trainable_fraction(d_in, d_out, r, bias=True):\n"
+        "    return r * (d_in + d_out) / (d_in * d_out + (d_out if bias else 0))",
+    ),
+    "frac_percent": (
+        "trainable_fraction",
+        "def trainable_fraction(d_in, d_out, r, bias=True):\n"
+        "    lora = r * (d_in + d_out)\n    return 100 * lora / (d_in * d_out + (d_out if bias else 0) + lora)",
+    ),
+    "frac_ignores_bias": (
+        "trainable_fraction",
+        "def trainable_fraction(d_in, d_out, r, bias=True):\n"
+        "    lora = r * (d_in + d_out)\n    return lora / (d_in * d_out + lora)",
+    ),
+    "count_all": ("count_trainable_parameters", "def count_trainable_parameters(model):\n"
+                  "    return sum(p.numel() for p in model.parameters())"),
+    "count_tensors": ("count_trainable_parameters", "def count_trainable_parameters(model):\n"
+                      "    return sum(1 for p in model.parameters() if p.requires_grad)"),
+}
+
+# Students: each holds at most one wrong answer per graded name, and never a wrong LoRALinear
+# together with a wrong answer whose cells would feel it.
+STUDENTS = {
+    "wrong_1": ["scaling_alpha", "top_level_only", "full_no_bias", "lora_no_error", "frac_over_full", "count_all"],
+    "wrong_2": ["random_b", "substring_match", "full_bias_per_input", "lora_full_matrices", "frac_percent", "count_tensors"],
+    "wrong_3": ["transposed_a", "no_return", "frac_ignores_bias"],
+    "wrong_4": ["no_bias_randn_a", "no_freeze"],
+    "wrong_5": ["inplace_merge_unfrozen"],
+}
+
+# (mistake, test cell that must lose all its points, words its error message must contain)
+EXPECTED = [
+    ("full_no_bias", "test_full_param_count", "bias"),
+    ("full_bias_per_input", "test_full_param_count", "one entry per OUTPUT"),
+    ("lora_no_error", "test_lora_param_count", "must raise ValueError"),
+    ("lora_full_matrices", "test_lora_param_count", "not r full-size matrices"),
+    ("frac_over_full", "test_trainable_fraction", "ALL the adapted layer's parameters"),
+    ("frac_percent", "test_trainable_fraction", "not a percentage"),
+    ("frac_ignores_bias", "test_trainable_fraction", "its bias"),
+    ("count_all", "test_count_trainable_parameters", "requires_grad"),
+    ("count_tensors", "test_count_trainable_parameters", "elements (numel)"),
+    ("scaling_alpha", "test_LoRALinear_structure", "alpha / r"),
+    ("scaling_alpha", "test_LoRALinear_forward", "r times too strong"),
+    ("scaling_alpha", "test_LoRALinear_peft", "scaling differs from PEFT"),
+    ("scaling_alpha", "test_LoRALinear_merge", "scaled by alpha"),
+    ("random_b", "test_LoRALinear_structure", "lora_B must start at zero"),
+    ("random_b", "test_LoRALinear_forward", "B starts at zero"),
+    ("transposed_a", "test_LoRALinear_structure", "transposed A"),
+    ("transposed_a", "test_LoRALinear_forward", "(r, in_features)"),
+    ("no_bias_randn_a", "test_LoRALinear_structure", "Kaiming-uniform"),
+    ("no_bias_randn_a", "test_LoRALinear_forward", "bias included"),
+    ("inplace_merge_unfrozen", "test_LoRALinear_structure", "must be frozen"),
+    ("inplace_merge_unfrozen", "test_LoRALinear_merge", "return a NEW tensor"),
+    ("top_level_only", "test_inject_lora", "every level of the model"),
+    ("top_level_only", "test_inject_lora_minilm", "110,592"),
+    ("substring_match", "test_inject_lora", "only CONTAINS a target"),
+    ("no_return", "test_inject_lora", "must return the model"),
+    ("no_freeze", "test_inject_lora", "freeze every other parameter"),
+    ("no_freeze", "test_inject_lora_minilm", "110,592"),
+]
+
+GRADE_ID = {**{k: "LoRALinear" for k in WRONG_LORA}, **{k: "inject_lora" for k in WRONG_INJECT},
+            **{k: name for k, (name, _) in WRONG_SIMPLE.items()}}
+SOURCE = {**WRONG_LORA, **WRONG_INJECT, **{k: src for k, (_, src) in WRONG_SIMPLE.items()}}
+STUDENT_OF = {mistake: student for student, mistakes in STUDENTS.items() for mistake in mistakes}
+
+
+def test_every_mistake_has_one_student_and_each_name_at_most_once_per_student():
+    assert sorted(STUDENT_OF) == sorted(SOURCE)
+    for student, mistakes in STUDENTS.items():
+        names = [GRADE_ID[m] for m in mistakes]
+        assert len(names) == len(set(names)), student
+    assert {GRADE_ID[m] for m, _, _ in EXPECTED} == set(RIGHT), "every graded name needs a wrong answer that loses points"
+
+
+@pytest.fixture(scope="module")
+def graded():
+    variants = {"right_differently": {name: src.strip("\n") for name, src in RIGHT.items()}}
+    for student, mistakes in STUDENTS.items():
+        variants[student] = {GRADE_ID[m]: SOURCE[m].strip("\n") for m in mistakes}
+    return grade_answers(A, variants)
+
+
+def test_right_answers_written_differently_earn_full_marks(graded):
+    g = graded["right_differently"]
+    assert g.grade.score == g.grade.max_score == 22, {c.cell: (c.score, g.errors.get(c.cell)) for c in g.grade.cells}
+
+
+@pytest.mark.parametrize("mistake, cell, words", EXPECTED, ids=[f"{m}-{c}" for m, c, _ in EXPECTED])
+def test_each_mistake_loses_its_points_and_is_named(graded, mistake, cell, words):
+    g = graded[STUDENT_OF[mistake]]
+    assert g.score(cell) == 0, f"{mistake}: {cell} still earned {g.score(cell)}"
+    error = g.errors.get(cell, "")
+    assert error.startswith("AssertionError"), f"{mistake}: {cell} failed without a teaching message: {error}"
+    assert words in error, f"{mistake}: {cell} says {error!r}"
+
+
+def test_wrong_answers_do_not_spill_over(graded):
+    """Cells of names a student answered correctly keep their points."""
+    untouched = {
+        "wrong_3": ["test_full_param_count", "test_lora_param_count", "test_count_trainable_parameters"],
+        "wrong_4": ["test_full_param_count", "test_lora_param_count", "test_trainable_fraction",
+                    "test_count_trainable_parameters"],
+        # A LoRALinear that forgets to freeze its base still works inside a correct inject_lora,
+        # which freezes the whole model itself.
+        "wrong_5": ["test_full_param_count", "test_lora_param_count", "test_trainable_fraction",
+                    "test_count_trainable_parameters", "test_LoRALinear_peft",
+                    "test_inject_lora", "test_inject_lora_minilm"],
+    }
+    for student, cells in untouched.items():
+        g = graded[student]
+        for cell in cells:
+            assert g.full_marks(cell), f"{student}: {cell} lost points ({g.errors.get(cell)})"
