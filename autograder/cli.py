@@ -76,17 +76,19 @@ def cmd_demo(course: Course, args) -> int:
     for assignment in assignments:
         generate(course.root, assignment)
     print(f"built release/ for {', '.join(assignments)}\n")
-    print(f"{'assignment':<16} {'mock student':<12} {'score':>7} {'max':>6}")
+    print(f"{'assignment':<16} {'mock student':<12} {'score':>7} {'max':>6}  note")
     status = OK
     with tempfile.TemporaryDirectory(prefix="autograder-demo-") as tmp:
         scratch = scratch_course(course, Path(tmp) / "course", assignments)
         for assignment in assignments:
             graded = reference_and_blank(course, assignment, scratch)
-            grades = {student: graded[student].grade for student in (REFERENCE, BLANK)}
             for student in (REFERENCE, BLANK):
-                g = grades[student]
-                print(f"{assignment:<16} {student:<12} {g.score:7g} {g.max_score:6g}", flush=True)
-            if grades[REFERENCE].score != grades[REFERENCE].max_score or grades[BLANK].score != 0:
+                g = graded[student].grade
+                manual = sum(c.max_score for c in g.cells if c.score is None)
+                note = f"+ {manual:g} points graded by hand" if manual else ""
+                print(f"{assignment:<16} {student:<12} {g.score:7g} {g.max_score:6g}  {note}".rstrip(), flush=True)
+            ref, blank = graded[REFERENCE].grade, graded[BLANK].grade
+            if any(c.score != c.max_score for c in ref.cells if c.auto) or blank.score != 0:
                 status = FAILED
     return status
 

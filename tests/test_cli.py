@@ -143,3 +143,12 @@ def test_source_notebook_that_is_not_json(tmp_path):
 def test_not_a_course_directory(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "autograder", "check"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 2 and "nbgrader_config.py" in proc.stderr
+
+
+def test_demo_builds_and_prints_the_score_table(tmp_path, capsys):
+    root = scratch_course(course(), tmp_path / "course", [A])
+    assert main(["--course", str(root), "demo", A]) == 0
+    out = capsys.readouterr().out
+    assert (root / "release" / A / NB).is_file()
+    assert re.search(rf"^{A}\s+reference\s+20\s+20$", out, re.M), out
+    assert re.search(rf"^{A}\s+blank\s+0\s+20$", out, re.M), out
