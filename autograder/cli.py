@@ -108,7 +108,7 @@ def parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("grade", help="autograde submitted/*/A into the gradebook")
     g.add_argument("assignment", metavar="A")
-    g.add_argument("--student", action="append", metavar="ID", help="grade only this student (repeatable)")
+    g.add_argument("--student", action="extend", nargs="+", metavar="ID", help="grade only these students")
     g.set_defaults(func=cmd_grade)
 
     e = sub.add_parser("export", help="write the gradebook's grades as CSV")
