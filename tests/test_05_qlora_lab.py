@@ -86,7 +86,7 @@ EXPECTED_LOSSES = {
                          "test_lab_verdict": "absolute points"},
     "nodouble_notask_notolerance": {"test_make_bnb_config": "double quantization",
                                     "test_make_lora_config": "SEQ_CLS", "test_lab_verdict": "tolerance"},
-    "fixeddtype_swapped_badat5": {"test_make_bnb_config": "compute dtype", "test_make_lora_config": "pass both through",
+    "fixeddtype_swapped_badat5": {"test_make_bnb_config": "compute dtype", "test_make_lora_config": "defaults should be r=8, alpha=16",
                                   "test_lab_verdict": "MORE than 5"},
     "head_quantized_bias_trains": {"test_make_bnb_config": "unquantized", "test_make_lora_config": "only adapters",
                                    "test_only_adapters_train": ""},
