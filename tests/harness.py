@@ -33,3 +33,11 @@ def grade_answers(assignment: str, variants: dict[str, dict[str, str]]) -> dict[
         student: {f"{assignment}.ipynb": with_answers(nb, answers)} for student, answers in variants.items()
     }
     return grade_submissions(course(), assignment, submissions)
+
+
+def assert_loses_and_names(graded: Graded, cell: str, words: str, label: str) -> None:
+    """A wrong answer scores zero on ``cell`` and its assertion message contains ``words``."""
+    assert graded.score(cell) == 0, f"{label}: {cell} still earned {graded.score(cell)}"
+    error = graded.errors.get(cell, "")
+    assert error.startswith("AssertionError"), f"{label}: {cell} failed without a teaching message: {error}"
+    assert words in error, f"{label}: {cell} says {error!r}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import grade_answers
+from harness import assert_loses_and_names, grade_answers
 
 A = "01_lora_basics"
 
@@ -287,11 +287,7 @@ def test_right_answers_written_differently_earn_full_marks(graded):
 
 @pytest.mark.parametrize("mistake, cell, words", EXPECTED, ids=[f"{m}-{c}" for m, c, _ in EXPECTED])
 def test_each_mistake_loses_its_points_and_is_named(graded, mistake, cell, words):
-    g = graded[STUDENT_OF[mistake]]
-    assert g.score(cell) == 0, f"{mistake}: {cell} still earned {g.score(cell)}"
-    error = g.errors.get(cell, "")
-    assert error.startswith("AssertionError"), f"{mistake}: {cell} failed without a teaching message: {error}"
-    assert words in error, f"{mistake}: {cell} says {error!r}"
+    assert_loses_and_names(graded[STUDENT_OF[mistake]], cell, words, mistake)
 
 
 def test_wrong_answers_do_not_spill_over(graded):
