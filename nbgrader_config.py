@@ -34,3 +34,13 @@ c.OverwriteCells.add_missing_cells = True
 
 # Never let a dropped file from a student break grading of their notebook.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", ".git", "tweet_embeddings.npz"]
+
+# nbgrader's own autograde (the formgrader's Autograde button, `nbgrader autograde`) executes
+# through the course's guarded executor too: each kernel in the bubblewrap sandbox, integrity
+# probes around every test cell. `autograder grade` adds parallel workers and review flags.
+try:
+    from autograder.guard import guarded_autograde_preprocessors
+except ImportError:  # the course package is not installed here: plain nbgrader
+    pass
+else:
+    c.Autograde.autograde_preprocessors = guarded_autograde_preprocessors()

@@ -129,6 +129,10 @@ def grading_checks(course: Course, scratch: Path, assignment: str) -> list[Check
     earned = [f"{c.cell} {c.score:g}/{c.max_score:g}" for c in blank.cells if c.score]
     detail = "earned: " + ", ".join(earned) if earned else f"0/{blank.max_score:g} on all {len(blank.cells)} graded cells"
     results.append(CheckResult(assignment, "blank-scores-zero", not earned, detail))
+
+    flagged = [f"{s}: {r}" for s in (REFERENCE, BLANK) for r in graded[s].review]
+    detail = "; ".join(flagged)[:400] if flagged else "integrity probes quiet on both"
+    results.append(CheckResult(assignment, "honest-not-flagged", not flagged, detail))
     return results
 
 

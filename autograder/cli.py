@@ -1,4 +1,4 @@
-"""The ``autograder`` command line: build, check, grade, export, demo.
+"""The ``autograder`` command line: build, check, grade, feedback, export, demo.
 
 Exit status: 0 all good, 1 a check failed, 2 bad input (one line on stderr says what).
 """
@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .checks import run_checks
 from .course import Course, CourseError
-from .grading import export_csv, grade
+from .feedback import generate_feedback
+from .grading import GradeSettings, export_csv, grade, sandbox_setting
 from .notebook import read_notebook
 from .nbgrader_run import NbgraderFailed, generate, scratch_course
 from .rehearsal import BLANK, REFERENCE, reference_and_blank
@@ -51,13 +52,40 @@ def cmd_check(course: Course, args) -> int:
 
 def cmd_grade(course: Course, args) -> int:
     _resolve(course, [args.assignment])
-    run = grade(course, args.assignment, args.student)
+    if args.jobs < 1:
+        raise CourseError(f"--jobs must be at least 1, not {args.jobs}")
+    use_sandbox = sandbox_setting(not args.unsafe_no_sandbox)
+    if not use_sandbox:
+        print("autograder: WARNING: grading WITHOUT a sandbox (--unsafe-no-sandbox): student code runs with "
+              "your rights and can read and change your files", file=sys.stderr)
+    settings = GradeSettings(
+        jobs=args.jobs, sandbox=use_sandbox, cell_timeout=args.timeout, time_limit=args.time_limit,
+        memory=int(args.memory * 2**30),
+    )
+    start = time.perf_counter()
+    run = grade(course, args.assignment, args.student, settings)
     for g in run.grades:
-        flag = "  (needs manual grading)" if g.needs_manual else ""
-        print(f"{g.assignment:<16} {g.student:<24} {g.score:6g} / {g.max_score:g}{flag}")
+        notes = []
+        if g.needs_manual:
+            notes.append("needs manual grading")
+        if g.student in run.review:
+            notes.append("FLAGGED for review")
+        note = f"  ({', '.join(notes)})" if notes else ""
+        print(f"{g.assignment:<16} {g.student:<24} {g.score:6g} / {g.max_score:g}{note}")
+    for student, reasons in sorted(run.review.items()):
+        for reason in reasons:
+            print(f"  review {student}: {reason}")
+    print(f"graded {len(run.graded)} submission(s) with {args.jobs} job(s) in {time.perf_counter() - start:.1f} s")
     for problem in run.problems:
         print(f"autograder: {problem}", file=sys.stderr)
     return BAD_INPUT if run.problems else OK
+
+
+def cmd_feedback(course: Course, args) -> int:
+    _resolve(course, [args.assignment])
+    for path in generate_feedback(course, args.assignment, args.student):
+        print(f"wrote {path.relative_to(course.root)}")
+    return OK
 
 
 def cmd_export(course: Course, args) -> int:
@@ -109,7 +137,18 @@ def parser() -> argparse.ArgumentParser:
     g = sub.add_parser("grade", help="autograde submitted/*/A into the gradebook")
     g.add_argument("assignment", metavar="A")
     g.add_argument("--student", action="extend", nargs="+", metavar="ID", help="grade only these students")
+    g.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="grade N submissions at a time")
+    g.add_argument("--timeout", type=int, metavar="S", help="seconds per cell (default: c.Execute.timeout)")
+    g.add_argument("--time-limit", type=float, metavar="S", help="seconds per submission (default: 4 x timeout)")
+    g.add_argument("--memory", type=float, default=16, metavar="GIB", help="memory limit per kernel (GiB)")
+    g.add_argument("--unsafe-no-sandbox", action="store_true",
+                   help="run student code WITHOUT the bubblewrap sandbox (only if it cannot run here)")
     g.set_defaults(func=cmd_grade)
+
+    f = sub.add_parser("feedback", help="per-student HTML feedback (results, points, messages; no hidden tests)")
+    f.add_argument("assignment", metavar="A")
+    f.add_argument("--student", action="extend", nargs="+", metavar="ID", help="only these students")
+    f.set_defaults(func=cmd_feedback)
 
     e = sub.add_parser("export", help="write the gradebook's grades as CSV")
     e.add_argument("--out", metavar="FILE", help="write here instead of standard output")

@@ -3,22 +3,33 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import shutil
 import tempfile
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import notebook as nbu
+from . import sandbox
 from .course import Course, CourseError
-from .nbgrader_run import NbgraderFailed, SubmissionGrade, autograde, generate, read_grades
+from .nbgrader_run import SubmissionGrade, clean_env, generate, read_grades, scratch_course
+from .pool import JobResult, run_jobs
+
+
+REPORT_FILE = "autograder-report.json"
 
 
 @dataclass
 class GradeRun:
-    """What one ``grade`` call did: grades written and the problems met on the way."""
+    """What one ``grade`` call did: grades written, submissions flagged, problems met on the way."""
 
     grades: list[SubmissionGrade] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    review: dict[str, list[str]] = field(default_factory=dict)  # student -> why it is flagged
+    graded: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def find_students(course: Course, assignment: str, students: list[str] | None, run: GradeRun) -> list[str]:
@@ -65,27 +76,192 @@ def inspect_submission(course: Course, assignment: str, student: str) -> tuple[b
     return True, problems
 
 
-def grade(course: Course, assignment: str, students: list[str] | None = None) -> GradeRun:
-    """Autograde submissions of ``assignment`` one by one; a broken one never stops the rest."""
+@dataclass(frozen=True)
+class GradeSettings:
+    """How submissions are run: sandbox, parallelism and limits."""
+
+    jobs: int = 1
+    sandbox: bool = True  # False: student code runs with the grader's rights (explicit opt-out only)
+    cell_timeout: int | None = None  # seconds per cell; None: c.Execute.timeout of the course
+    time_limit: float | None = None  # seconds per submission; None: derived from the cell timeout
+    memory: int = 16 * 2**30
+    cpu: int = 3600
+
+
+def sandbox_setting(requested: bool, required: bool = True) -> bool:
+    """Whether to sandbox: refuse (``CourseError``) when it is required but bubblewrap cannot run."""
+    if not requested:
+        return False
+    reason = sandbox.unavailable_reason()
+    if reason is None:
+        return True
+    if required:
+        raise CourseError(
+            f"refusing to run student code outside a sandbox: {reason}. "
+            "Pass --unsafe-no-sandbox to grade anyway (student code then runs with your rights)"
+        )
+    return False
+
+
+def _cell_timeout(course: Course) -> int:
+    from traitlets.config import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(course.root)).load_config()
+    return int(config.Execute.get("timeout", 30) or 30)
+
+
+def _template(course: Course, assignment: str, where: Path) -> Path:
+    """A scratch course holding only ``assignment``: source, config and a gradebook of its own."""
+    root = scratch_course(course, where, [assignment])
+    generate(root, assignment, release_dir=where / "_release")
+    shutil.rmtree(where / "_release", ignore_errors=True)
+    from nbgrader.api import Gradebook, MissingEntry
+
+    try:
+        with Gradebook(f"sqlite:///{course.path('gradebook.db')}") as real:
+            duedate = real.find_assignment(assignment).duedate
+        with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+            gb.update_or_create_assignment(assignment, duedate=duedate)
+    except MissingEntry:
+        pass
+    return root
+
+
+def _job_folder(course: Course, assignment: str, student: str, template: Path, where: Path) -> Path:
+    shutil.copytree(template, where)
+    shutil.copytree(course.path("submitted", student, assignment), where / "submitted" / student / assignment)
+    return where
+
+
+def integrity(job_root: Path) -> dict:
+    path = job_root / "integrity.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def review_reasons(report: dict) -> list[str]:
+    """Why a submission needs the instructor's eyes, from its integrity report."""
+    reasons = []
+    for notebook, entry in sorted(report.items()):
+        for cell, why in sorted(entry.get("tampered", {}).items()):
+            reasons.append(f"{notebook}/{cell}: {'; '.join(why)}")
+        reasons += [f"{notebook}: {event}" for event in entry.get("events", [])]
+        if not entry.get("sandbox", True):
+            reasons.append(f"{notebook}: graded WITHOUT a sandbox")
+    return reasons
+
+
+def _merge(course: Course, assignment: str, student: str, job_root: Path, reasons: list[str]) -> None:
+    """Copy one student's grades from a scratch gradebook into the real one (the only writer)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{job_root / 'gradebook.db'}") as scratch:
+        sub = scratch.find_submission(assignment, student)
+        timestamp = sub.timestamp
+        notebooks = {
+            nb.name: (
+                {g.name: (g.auto_score, g.needs_manual_grade) for g in nb.grades},
+                {c.name: c.auto_comment for c in nb.comments},
+                nb.late_submission_penalty,
+            )
+            for nb in sub.notebooks
+        }
+    tampered = {reason.split("/", 1)[0].split(":", 1)[0] for reason in reasons}
+    with warnings.catch_warnings(), Gradebook(f"sqlite:///{course.path('gradebook.db')}", course.course_id or None) as gb:
+        warnings.simplefilter("ignore")  # SQLAlchemy's autoflush notices inside nbgrader's own API
+        gb.update_or_create_student(student)
+        real = gb.update_or_create_submission(assignment, student, timestamp=timestamp)
+        for nb in real.notebooks:
+            grades, comments, penalty = notebooks.get(nb.name, ({}, {}, None))
+            for grade in nb.grades:
+                if grade.name in grades:
+                    grade.auto_score, needs = grades[grade.name]
+                    grade.needs_manual_grade = needs and grade.manual_score is None
+            for comment in nb.comments:
+                if comment.name in comments:
+                    comment.auto_comment = comments[comment.name]
+            nb.late_submission_penalty = penalty
+            nb.flagged = nb.name in tampered
+        gb.db.commit()
+    dest = course.path("autograded", student, assignment)
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(job_root / "autograded" / student / assignment, dest)
+    (dest / REPORT_FILE).write_text(json.dumps({"review": reasons, "integrity": integrity(job_root)}, indent=1))
+
+
+def _record_failure(course: Course, assignment: str, student: str, why: str) -> None:
+    """A submission that could not be graded: zero on every autograded cell, flagged for review."""
+    from nbgrader.api import Gradebook
+
+    with warnings.catch_warnings(), Gradebook(f"sqlite:///{course.path('gradebook.db')}", course.course_id or None) as gb:
+        warnings.simplefilter("ignore")
+        gb.update_or_create_student(student)
+        sub = gb.update_or_create_submission(assignment, student)
+        for nb in sub.notebooks:
+            nb.flagged = True
+            for grade in nb.grades:
+                if grade.auto_score is None and not grade.needs_manual_grade:
+                    grade.auto_score = 0
+        gb.db.commit()
+    dest = course.path("autograded", student, assignment)
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / REPORT_FILE).write_text(json.dumps({"review": [why], "integrity": {}}, indent=1))
+
+
+def grade(
+    course: Course, assignment: str, students: list[str] | None = None, settings: GradeSettings | None = None
+) -> GradeRun:
+    """Autograde submissions of ``assignment``, ``settings.jobs`` at a time, each in its own sandbox.
+
+    Each submission is graded in a scratch course of its own by a worker process; only this
+    process writes the real gradebook, one submission at a time. A broken, crashing or hanging
+    submission costs only itself.
+    """
+    settings = settings or GradeSettings()
     (assignment,) = course.resolve([assignment])
     run = GradeRun()
     candidates = find_students(course, assignment, students, run)
-    # Register the current source (cells, points, hidden tests) in the gradebook,
-    # without touching the committed release/.
-    with tempfile.TemporaryDirectory(prefix="autograder-release-") as tmp:
-        generate(course.root, assignment, release_dir=Path(tmp))
-    graded = []
+    gradeable = []
     for student in candidates:
         ok, problems = inspect_submission(course, assignment, student)
         run.problems += problems
-        if not ok:
-            continue
-        try:
-            autograde(course.root, assignment, [student])
-            graded.append(student)
-        except NbgraderFailed as exc:
-            run.problems.append(f"{student}: grading failed: {' '.join(str(exc).split())[:300]}")
-    run.grades = read_grades(course.root, assignment, graded)
+        if ok:
+            gradeable.append(student)
+    cell_timeout = settings.cell_timeout or _cell_timeout(course)
+    limit = settings.time_limit or max(600.0, 4.0 * cell_timeout)
+    with tempfile.TemporaryDirectory(prefix="autograder-grade-") as tmp:
+        tmp_path = Path(tmp)
+        # Register the current source (cells, points, hidden tests) in the real gradebook,
+        # without touching the committed release/.
+        generate(course.root, assignment, release_dir=tmp_path / "release")
+        template = _template(course, assignment, tmp_path / "template")
+        jobs = [
+            (s, _job_folder(course, assignment, s, template, tmp_path / "jobs" / s)) for s in gradeable
+        ]
+
+        def make_job(student: str, root: Path) -> dict:
+            return {
+                "root": str(root), "assignment": assignment, "student": student, "timeout": cell_timeout,
+                "sandbox": settings.sandbox, "memory": settings.memory, "cpu": settings.cpu,
+            }
+
+        def on_result(result: JobResult) -> None:
+            try:
+                if result.ok:
+                    reasons = review_reasons(integrity(result.root))
+                    _merge(course, assignment, result.student, result.root, reasons)
+                else:
+                    reasons = [f"not graded: {result.error}"]
+                    _record_failure(course, assignment, result.student, reasons[0])
+                    run.problems.append(f"{result.student}: {result.error}; scored zero and flagged")
+                if reasons:
+                    run.review[result.student] = reasons
+                run.graded.append(result.student)
+                run.seconds[result.student] = result.seconds
+            except Exception as exc:  # the gradebook write failed: say so, keep going
+                run.problems.append(f"{result.student}: could not record the grade: {exc}")
+
+        run_jobs(jobs, make_job, on_result, settings.jobs, limit, clean_env(), tmp_path)
+    run.grades = read_grades(course.root, assignment, sorted(run.graded))
     return run
 
 
@@ -93,10 +269,22 @@ def export_csv(course: Course) -> str:
     """Every submission in the gradebook as CSV rows, in course order."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["assignment", "student_id", "score", "max_score", "needs_manual_grade"])
+    writer.writerow(["assignment", "student_id", "score", "max_score", "needs_manual_grade", "flagged", "review"])
     if not course.path("gradebook.db").is_file():
         raise CourseError(f"no gradebook at {course.path('gradebook.db')} (grade something first)")
     for assignment in course.assignments:
         for g in read_grades(course.root, assignment):
-            writer.writerow([assignment, g.student, f"{g.score:g}", f"{g.max_score:g}", str(g.needs_manual).lower()])
+            writer.writerow([
+                assignment, g.student, f"{g.score:g}", f"{g.max_score:g}", str(g.needs_manual).lower(),
+                str(g.flagged).lower(), " | ".join(saved_review(course, assignment, g.student)),
+            ])
     return out.getvalue()
+
+
+def saved_review(course: Course, assignment: str, student: str) -> list[str]:
+    """The review reasons ``grade`` stored beside the autograded notebook (empty when none)."""
+    path = course.path("autograded", student, assignment, REPORT_FILE)
+    try:
+        return list(json.loads(path.read_text()).get("review", []))
+    except (OSError, ValueError):
+        return []

@@ -30,7 +30,7 @@ def _cause(log: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def _clean_env() -> dict[str, str]:
+def clean_env() -> dict[str, str]:
     env = dict(os.environ)
     # Grading kernels must not inherit a half-set grading flag or a notebook's
     # plotting backend from the caller.
@@ -47,7 +47,7 @@ def run_nbgrader(root: Path, *args: str, timeout: float | None = None) -> str:
     """Run ``nbgrader ARGS`` in course directory ``root``; return its log."""
     cmd = [sys.executable, "-m", "nbgrader", *args]
     proc = subprocess.run(
-        cmd, cwd=root, env=_clean_env(), capture_output=True, text=True, timeout=timeout
+        cmd, cwd=root, env=clean_env(), capture_output=True, text=True, timeout=timeout
     )
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
@@ -95,6 +95,7 @@ class SubmissionGrade:
     score: float
     max_score: float
     cells: tuple[CellGrade, ...]
+    flagged: bool = False
 
     @property
     def needs_manual(self) -> bool:
@@ -122,6 +123,9 @@ def read_grades(root: Path, assignment: str, students: list[str] | None = None) 
                         CellGrade(nb.name, grade.name, score, float(grade.max_score), grade.auto_score is not None)
                     )
             results.append(
-                SubmissionGrade(assignment, student, float(sub.score), float(sub.max_score), tuple(cells))
+                SubmissionGrade(
+                    assignment, student, float(sub.score), float(sub.max_score), tuple(cells),
+                    any(nb.flagged for nb in sub.notebooks),
+                )
             )
     return results

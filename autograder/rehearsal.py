@@ -5,6 +5,7 @@ Nothing here touches the real course's gradebook, ``submitted/`` or ``release/``
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -14,7 +15,8 @@ import nbformat
 
 from . import notebook as nbu
 from .course import Course
-from .nbgrader_run import SubmissionGrade, autograde, generate, read_grades, scratch_course
+from .grading import GradeSettings, grade as grade_course, sandbox_setting
+from .nbgrader_run import SubmissionGrade, generate, read_grades, scratch_course
 
 REFERENCE, BLANK = "reference", "blank"
 
@@ -25,6 +27,7 @@ class Graded:
 
     grade: SubmissionGrade
     errors: dict[str, str]  # test cell id -> "AssertionError: message"
+    review: tuple[str, ...] = ()  # why the grader flagged it (empty: nothing suspicious)
 
     def score(self, cell: str) -> float | None:
         return next(c.score for c in self.grade.cells if c.cell == cell)
@@ -89,14 +92,26 @@ def grade_submissions(
                         shutil.copyfile(nb, folder / name)
                     else:
                         nbformat.write(nb, folder / name)
-        autograde(root, assignment)
+        # The same guarded, sandboxed pipeline as real grading (the sandbox where bubblewrap runs:
+        # these notebooks are the instructor's own), so a check that trips the integrity probes
+        # on an honest notebook shows up here, before students meet it.
+        settings = GradeSettings(jobs=rehearsal_jobs(), sandbox=sandbox_setting(True, required=False))
+        graded = grade_course(Course.load(root), assignment, list(submissions), settings)
         results = {}
         for grade in read_grades(root, assignment, list(submissions)):
             errors = {}
             for path in (root / "autograded" / grade.student / assignment).glob("*.ipynb"):
                 errors.update(_errors(path))
-            results[grade.student] = Graded(grade, errors)
+            results[grade.student] = Graded(grade, errors, tuple(graded.review.get(grade.student, ())))
         return results
+
+
+def rehearsal_jobs() -> int:
+    """Parallel mock students: ``AUTOGRADER_JOBS``, else 2."""
+    try:
+        return max(1, int(os.environ.get("AUTOGRADER_JOBS", "2")))
+    except ValueError:
+        return 2
 
 
 def reference_and_blank(course: Course, assignment: str, scratch: Path) -> dict[str, Graded]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import io
 import re
 import shutil
@@ -113,6 +114,24 @@ def test_export_writes_every_graded_submission(classroom, graded, tmp_path):
     assert next(r for r in rows if r["student_id"] == "alice")["score"] == "20"
 
 
+def test_feedback_pages_teach_without_leaking_hidden_tests(classroom, graded):
+    assert main(["--course", str(classroom), "feedback", A, "--student", "alice", "bob"]) == 0
+    source = nbformat.read(ROOT / "source" / A / NB, as_version=4)
+    hidden = sorted(nbu.secret_lines(source).hidden)
+    assert hidden, "the source should have hidden test lines to look for"
+    pages = {s: (classroom / "feedback" / s / A / f"{A}.html").read_text() for s in ("alice", "bob")}
+    assert "20 / 20" in pages["alice"]
+    wrong = next(n for n in range(1, 11) if _right(n) != "A")
+    assert f"test_q{wrong}" in pages["bob"] and "failed" in pages["bob"]
+    assert "alice" not in pages["bob"] and "bob" not in pages["alice"]
+    for student, page in pages.items():
+        leaked = [line for line in hidden if html.escape(line) in page or line in page]
+        assert not leaked, f"{student}'s feedback shows hidden test lines: {leaked[:3]}"
+        assert "BEGIN HIDDEN" not in page and "Traceback" not in page
+    # bob's teaching message for a wrong letter is the misconception, not the test code.
+    assert "misconception" in pages["bob"].lower() or "AssertionError" in pages["bob"]
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -121,6 +140,8 @@ def test_export_writes_every_graded_submission(classroom, graded, tmp_path):
         (["grade", "05_qlora_lab"], "has no source folder"),
         (["grade", A], "no submissions folder"),
         (["export"], "no gradebook"),
+        (["feedback", A], "no gradebook"),
+        (["grade", A, "--jobs", "0"], "--jobs must be at least 1"),
     ],
 )
 def test_bad_input_gets_one_line_and_exit_2(tmp_path, argv, message):

@@ -1,0 +1,157 @@
+"""``autograder feedback A``: one HTML page per student and notebook, without the hidden tests.
+
+nbgrader's own feedback renders the autograded notebook, test cells (hidden tests included) and
+tracebacks (which quote the test's lines). This page shows, per graded item, the result, the
+points and the teaching message (the error's name and message only), plus the student's own
+answers. It is written where ``nbgrader release_feedback`` looks for it:
+``feedback/<student>/<A>/<notebook>.html`` with the submission's ``timestamp.txt`` and
+``submission_secret.txt`` beside it.
+"""
+from __future__ import annotations
+
+import html
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from . import notebook as nbu
+from .course import Course, CourseError
+from .grading import saved_review
+from .nbgrader_run import read_grades
+
+PASSED, FAILED, MANUAL, FLAGGED = "passed", "failed", "graded by hand", "not trusted"
+
+
+@dataclass(frozen=True)
+class Item:
+    cell: str
+    kind: str  # "test", "answer" (hand-graded code/markdown) or "task"
+    score: float | None
+    max_score: float
+    result: str
+    message: str
+
+
+def _message(cell) -> tuple[str, str]:
+    """(result, teaching message) of an autograded test cell, from its outputs only."""
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            ename, evalue = out.get("ename", "Error"), (out.get("evalue") or "").strip()
+            if ename == "AutograderTamperError":
+                return FLAGGED, evalue
+            if ename == "KernelStopped":
+                return FAILED, f"Not run: {evalue.removeprefix('not run: ')}"
+            return FAILED, f"{ename}: {evalue}" if evalue else f"{ename} (the check has no message)"
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream" and out.get("name") == "stderr":
+            first = (out.get("text") or "").strip().splitlines()[:1]
+            return FAILED, "The cell wrote to stderr, which fails it: " + (first[0] if first else "")
+    return PASSED, ""
+
+
+def items(autograded: Path, grades: dict[str, tuple[float | None, float]]) -> list[Item]:
+    """The graded items of one autograded notebook, in notebook order."""
+    nb = nbformat.read(autograded, as_version=4)
+    found = []
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        cid = meta.get("grade_id")
+        if not meta.get("grade") or cid not in grades:
+            continue
+        score, max_score = grades[cid]
+        if meta.get("solution") or meta.get("task"):
+            kind = "task" if meta.get("task") else "answer"
+            result = MANUAL if score is not None else "waiting for a grader"
+            found.append(Item(cid, kind, score, max_score, result, ""))
+            continue
+        result, message = _message(cell)
+        found.append(Item(cid, "test", score, max_score, result, message))
+    return found
+
+
+def _answers(autograded: Path) -> list[tuple[str, str]]:
+    """The student's own answer cells (grade id, source): theirs to see, nothing hidden."""
+    nb = nbformat.read(autograded, as_version=4)
+    return [
+        (nbu.cell_id(c), c.source) for c in nb.cells
+        if c.get("metadata", {}).get("nbgrader", {}).get("solution") and nbu.cell_id(c)
+    ]
+
+
+def render(assignment: str, student: str, notebook: str, found: list[Item], answers, review: list[str]) -> str:
+    esc = html.escape
+    got = sum(i.score or 0 for i in found)
+    total = sum(i.max_score for i in found)
+    rows = "\n".join(
+        f"<tr class='{esc(i.result.replace(' ', '-'))}'><td><code>{esc(i.cell)}</code></td>"
+        f"<td>{'' if i.score is None else f'{i.score:g}'} / {i.max_score:g}</td><td>{esc(i.result)}</td>"
+        f"<td>{esc(i.message)}</td></tr>"
+        for i in found
+    )
+    flagged = ""
+    if review:
+        flagged = (
+            "<div class='flag'><strong>Flagged for the instructor's review.</strong> Some results could not be "
+            "trusted and earned no points:<ul>" + "".join(f"<li>{esc(r)}</li>" for r in review) + "</ul></div>"
+        )
+    code = "\n".join(f"<h3><code>{esc(cid)}</code></h3><pre>{esc(src)}</pre>" for cid, src in answers)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Feedback: {esc(assignment)} / {esc(notebook)} ({esc(student)})</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; }}
+table {{ border-collapse: collapse; width: 100%; }} td, th {{ border-bottom: 1px solid #ddd; padding: .4rem; text-align: left; vertical-align: top; }}
+tr.passed td:nth-child(3) {{ color: #176117; }} tr.failed td:nth-child(3), tr.not-trusted td:nth-child(3) {{ color: #a1150b; }}
+.flag {{ border: 2px solid #a1150b; padding: .5rem 1rem; margin: 1rem 0; }} pre {{ background: #f6f6f6; padding: .6rem; overflow-x: auto; }}
+</style></head><body>
+<h1>{esc(assignment)}: {esc(notebook)}</h1>
+<p>Student <strong>{esc(student)}</strong>. Score <strong class="score">{got:g} / {total:g}</strong>.</p>
+{flagged}
+<h2>Graded items</h2>
+<table><thead><tr><th>item</th><th>points</th><th>result</th><th>what to fix</th></tr></thead>
+<tbody>
+{rows}
+</tbody></table>
+<h2>Your answers</h2>
+{code}
+</body></html>
+"""
+
+
+def generate_feedback(course: Course, assignment: str, students: list[str] | None = None) -> list[Path]:
+    """Write the feedback pages of every graded submission (or of ``students``); return their paths."""
+    (assignment,) = course.resolve([assignment])
+    if not course.path("gradebook.db").is_file():
+        raise CourseError(f"no gradebook at {course.path('gradebook.db')} (grade something first)")
+    grades = {g.student: g for g in read_grades(course.root, assignment, students)}
+    missing = sorted(set(students or []) - set(grades))
+    if missing:
+        raise CourseError(f"no graded submission of {assignment} for {', '.join(missing)}")
+    if not grades:
+        raise CourseError(f"no graded submission of {assignment} (run autograder grade {assignment} first)")
+    written = []
+    for student, g in sorted(grades.items()):
+        review = saved_review(course, assignment, student)
+        dest = course.path("feedback", student, assignment)
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.mkdir(parents=True)
+        for name in ("timestamp.txt", "submission_secret.txt"):
+            src = course.path("submitted", student, assignment, name)
+            if src.is_file():
+                shutil.copy2(src, dest / name)
+        for source_nb in course.source_notebooks(assignment):
+            autograded = course.path("autograded", student, assignment, source_nb.name)
+            if not autograded.is_file():
+                continue
+            cells = {c.cell: (c.score, c.max_score) for c in g.cells if c.notebook == source_nb.stem}
+            page = render(
+                assignment, student, source_nb.stem, items(autograded, cells), _answers(autograded),
+                [r for r in review if r.startswith((f"{source_nb.stem}/", f"{source_nb.stem}:", "not graded"))],
+            )
+            path = dest / f"{source_nb.stem}.html"
+            path.write_text(page, encoding="utf-8")
+            written.append(path)
+    return written

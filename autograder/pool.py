@@ -1,0 +1,142 @@
+"""A pool of grading workers (:mod:`autograder.worker`), each a long-lived process.
+
+Every submission gets its own time limit: a worker that exceeds it, or dies, is killed with its
+sandboxed kernel and replaced, and only that submission is lost. Results come back through a
+private pipe, so nothing a student prints can pose as one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .worker import RESULT
+
+
+@dataclass(frozen=True)
+class JobResult:
+    student: str
+    root: Path
+    ok: bool
+    error: str = ""
+    seconds: float = 0.0
+    timed_out: bool = False
+
+
+class Worker:
+    """One ``python -m autograder.worker`` process and the read end of its result pipe."""
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        read_fd, write_fd = os.pipe()
+        env = dict(env, AUTOGRADER_RESULT_FD=str(write_fd))
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "autograder.worker"],
+            stdin=subprocess.PIPE, stdout=self._log, stderr=self._log, env=env,
+            pass_fds=(write_fd,), start_new_session=True,
+        )
+        os.close(write_fd)
+        self._results = os.fdopen(read_fd, "rb")
+        self._buffer = b""
+
+    def run(self, job: dict, limit: float) -> dict:
+        """Send ``job``; its result, or ``{"ok": False, ...}`` after ``limit`` seconds or a crash."""
+        try:
+            self.proc.stdin.write((json.dumps(job) + "\n").encode())
+            self.proc.stdin.flush()
+        except OSError:
+            return {"ok": False, "error": "the grading worker had stopped", "crashed": True}
+        deadline = time.monotonic() + limit
+        while True:
+            if b"\n" in self._buffer:
+                line, self._buffer = self._buffer.split(b"\n", 1)
+                text = line.decode(errors="replace")
+                if text.startswith(RESULT):
+                    return json.loads(text[len(RESULT):])
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return {"ok": False, "error": f"exceeded its time limit of {limit:g} s", "timed_out": True}
+            ready, _, _ = select.select([self._results], [], [], min(remaining, 5.0))
+            if ready:
+                chunk = os.read(self._results.fileno(), 65536)
+                if not chunk:
+                    code = self.proc.wait()
+                    return {"ok": False, "error": f"the grading worker died (exit {code})", "crashed": True}
+                self._buffer += chunk
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc.poll() is None:
+            if not kill:
+                try:
+                    self.proc.stdin.close()
+                    self.proc.wait(timeout=30)
+                except (OSError, subprocess.TimeoutExpired):
+                    kill = True
+            if kill:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)  # the sandbox dies with its parent
+                except ProcessLookupError:
+                    pass
+                self.proc.wait()
+        self._results.close()
+        self._log.close()
+
+
+def run_jobs(
+    jobs: list[tuple[str, Path]],
+    make_job: Callable[[str, Path], dict],
+    on_result: Callable[[JobResult], None],
+    workers: int,
+    limit: float,
+    env: dict[str, str],
+    log_dir: Path,
+) -> list[JobResult]:
+    """Grade ``jobs`` (student, scratch root) on ``workers`` processes; ``on_result`` runs serially."""
+    todo: queue.Queue = queue.Queue()
+    for item in jobs:
+        todo.put(item)
+    results: list[JobResult] = []
+    lock = threading.Lock()
+
+    def slot(number: int) -> None:
+        worker = None
+        try:
+            while True:
+                try:
+                    student, root = todo.get_nowait()
+                except queue.Empty:
+                    return
+                if worker is None:
+                    worker = Worker(env, log_dir / f"worker-{number}.log")
+                start = time.monotonic()
+                answer = worker.run(make_job(student, root), limit)
+                if answer.get("timed_out") or answer.get("crashed"):
+                    worker.stop(kill=True)
+                    worker = None
+                result = JobResult(
+                    student, root, bool(answer.get("ok")), answer.get("error", ""),
+                    time.monotonic() - start, bool(answer.get("timed_out")),
+                )
+                with lock:
+                    results.append(result)
+                    on_result(result)
+        finally:
+            if worker is not None:
+                worker.stop()
+
+    threads = [threading.Thread(target=slot, args=(n,), daemon=True) for n in range(max(1, workers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results

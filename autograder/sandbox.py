@@ -1,0 +1,171 @@
+"""Student kernels in a bubblewrap sandbox.
+
+The kernel sees a read-only system (``/usr``, a few files of ``/etc``, the Python installation,
+the virtual environment and the ``course``/``autograder`` packages), a private ``/tmp`` and one
+writable folder: a scratch copy of the submission's data files. The course directory, the
+gradebook, the source notebooks, other submissions and every home directory are simply absent.
+It has no network (its own empty network namespace), its own process tree, and resource limits
+on address space, CPU time, file size and open files. The grader talks to it over Unix sockets in
+a private folder, so no TCP port is opened either.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import Bool, Dict, Integer, Unicode
+
+BWRAP = "bwrap"
+SYSTEM_DIRS = ("/usr", "/opt/conda")  # /opt/conda: the course image's environment
+ETC_FILES = (
+    "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/passwd",
+    "/etc/group", "/etc/nsswitch.conf", "/etc/hosts", "/etc/ssl", "/etc/ca-certificates",
+    "/etc/fonts", "/etc/alternatives", "/etc/mime.types", "/etc/matplotlibrc",
+)
+# Only these reach the kernel from the grader's environment (tokens and the like stay outside).
+ENV_KEEP_PREFIXES = ("LC_", "COURSE_", "HF_", "TRANSFORMERS_", "OMP_", "MKL_", "CUDA_", "NVIDIA_")
+ENV_KEEP = ("LANG", "TZ", "MPLBACKEND", "PYTHONHASHSEED", "NBGRADER_EXECUTION", "PYDEVD_DISABLE_FILE_VALIDATION")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-kernel resource limits (address space and file size in bytes, CPU in seconds)."""
+
+    memory: int = 16 * 2**30
+    cpu_seconds: int = 3600
+    file_size: int = 1 * 2**30
+    open_files: int = 1024
+
+
+@functools.lru_cache(maxsize=1)
+def unavailable_reason() -> str | None:
+    """None when bubblewrap can build a sandbox here, else why not (one line)."""
+    exe = shutil.which(BWRAP)
+    if exe is None:
+        return "bubblewrap (bwrap) is not installed; on Debian/Ubuntu: apt-get install bubblewrap"
+    probe = [exe, "--ro-bind", "/usr", "/usr", *_merged_usr_links(), "--proc", "/proc", "--dev", "/dev",
+             "--unshare-all", "--die-with-parent", "--", "/usr/bin/true"]
+    try:
+        proc = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bubblewrap could not start: {exc}"
+    if proc.returncode != 0:
+        err = " ".join(proc.stderr.split()) or f"exit {proc.returncode}"
+        return f"bubblewrap cannot create a sandbox here ({err}); unprivileged user namespaces may be disabled"
+    return None
+
+
+def _merged_usr_links() -> list[str]:
+    args = []
+    for name in ("bin", "lib", "lib64", "lib32", "sbin"):
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    return args
+
+
+def _package_dirs(names: tuple[str, ...] = ("course", "autograder")) -> list[str]:
+    dirs = []
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            dirs += [str(Path(p).resolve()) for p in spec.submodule_search_locations]
+    return dirs
+
+
+def readonly_paths() -> list[str]:
+    """Everything the kernel may read, in mount order (parents before children)."""
+    paths = [p for p in SYSTEM_DIRS if Path(p).is_dir()]
+    paths += [p for p in ETC_FILES if Path(p).exists()]
+    for prefix in {sys.base_prefix, sys.prefix, os.path.realpath(sys.base_prefix)}:
+        if not any(prefix == p or prefix.startswith(p + "/") for p in paths):
+            paths.append(prefix)
+    paths += _package_dirs()
+    return sorted(set(paths), key=lambda p: (p.count("/"), p))
+
+
+def kernel_env(env: dict[str, str], home: str) -> dict[str, str]:
+    kept = {k: v for k, v in env.items() if k in ENV_KEEP or k.startswith(ENV_KEEP_PREFIXES)}
+    kept.update(
+        HOME=home,
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
+        MPLCONFIGDIR=f"{home}/.matplotlib",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    kept.setdefault("MPLBACKEND", "Agg")
+    return kept
+
+
+def wrap(cmd: list[str], workdir: str, socket_dir: str, env: dict[str, str], limits: Limits) -> list[str]:
+    """``cmd`` run inside the sandbox with ``workdir`` (its cwd) and ``socket_dir`` writable."""
+    home = "/tmp/home"
+    args = [
+        "prlimit", f"--as={limits.memory}", f"--cpu={limits.cpu_seconds}", f"--fsize={limits.file_size}",
+        f"--nofile={limits.open_files}", "--core=0", "--",
+        shutil.which(BWRAP) or BWRAP,
+        "--unshare-all", "--unshare-user", "--die-with-parent", "--clearenv",
+        "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", home, "--tmpfs", "/dev/shm",
+        *_merged_usr_links(),
+    ]
+    for path in readonly_paths():
+        args += ["--ro-bind", path, path]
+    for dev in sorted(Path("/dev").glob("nvidia*")):  # the lab's GPU, where there is one
+        args += ["--dev-bind", str(dev), str(dev)]
+    if Path("/sys").is_dir():
+        args += ["--ro-bind", "/sys", "/sys"]
+    args += ["--bind", workdir, workdir, "--bind", socket_dir, socket_dir, "--chdir", workdir]
+    for key, value in sorted(kernel_env(env, home).items()):
+        args += ["--setenv", key, value]
+    return [*args, "--", *cmd]
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernels start inside :func:`wrap`'s sandbox."""
+
+    sandbox = Bool(True, help="Run the kernel in bubblewrap (False only for trusted notebooks).").tag(config=True)
+    memory_limit = Integer(Limits.memory).tag(config=True)
+    cpu_limit = Integer(Limits.cpu_seconds).tag(config=True)
+    workdir = Unicode("", help="The kernel's writable working folder (defaults to the launch cwd).").tag(config=True)
+    extra_env = Dict().tag(config=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._socket_dir = tempfile.mkdtemp(prefix="autograder-kernel-")
+        if self.sandbox:
+            # Unix sockets: the kernel has no network namespace in common with the grader.
+            self.transport = "ipc"
+            self.ip = os.path.join(self._socket_dir, "kernel")
+        self.connection_file = os.path.join(self._socket_dir, "connection.json")
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw):
+        env = dict(kw.get("env") or os.environ)
+        env.update(self.extra_env)
+        if self.sandbox:
+            workdir = self.workdir or kw.get("cwd") or os.getcwd()
+            limits = Limits(memory=self.memory_limit, cpu_seconds=self.cpu_limit)
+            kernel_cmd = wrap(kernel_cmd, str(Path(workdir).resolve()), self._socket_dir, env, limits)
+            kw["cwd"] = workdir
+            # A SIGINT to the process group would end bwrap itself (and so the kernel): ask the
+            # kernel to interrupt itself over its control channel instead.
+            self.kernel_spec.interrupt_mode = "message"
+        kw["env"] = env
+        # The kernel's own stdout is not the grader's: what it prints must reach nobody but iopub.
+        kw["stdin"] = kw["stdout"] = kw["stderr"] = subprocess.DEVNULL
+        return await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if not restart:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)

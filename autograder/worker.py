@@ -1,0 +1,96 @@
+"""A grading worker: ``python -m autograder.worker`` autogrades one scratch course per job.
+
+The parent (:mod:`autograder.pool`) writes one JSON job per line on stdin; the worker answers one
+line per job on stdout, prefixed by :data:`RESULT`. Each job is a throw-away course directory
+holding the assignment's source, a gradebook with only that assignment, and one submission:
+the worker never sees the real gradebook, and nbgrader's own autograde pipeline (sanitize,
+restore locked cells, execute, score) runs unchanged except that execution is
+:class:`autograder.guard.GuardedExecute`. nbgrader is imported once per worker, not per student.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+
+RESULT = "AUTOGRADER-RESULT "
+
+
+def grade_job(job: dict) -> dict:
+    """Autograde ``job['student']``'s ``job['assignment']`` inside ``job['root']``."""
+    from nbgrader.converters import Autograde
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import Config, PyFileConfigLoader
+
+    from .guard import guarded_autograde_preprocessors
+
+    root = job["root"]
+    cfg = Config()
+    loader = PyFileConfigLoader("nbgrader_config.py", path=root)
+    cfg.merge(loader.load_config())
+    cfg.CourseDirectory.root = root
+    cfg.CourseDirectory.assignment_id = job["assignment"]
+    cfg.CourseDirectory.student_id = job["student"]
+    cfg.BaseConverter.force = True
+    cfg.Autograde.autograde_preprocessors = guarded_autograde_preprocessors()
+    if job.get("timeout"):
+        cfg.Execute.timeout = int(job["timeout"])
+    cfg.GuardedExecute.sandbox = bool(job.get("sandbox", True))
+    cfg.GuardedExecute.report_file = os.path.join(root, "integrity.json")
+    if job.get("memory"):
+        cfg.GuardedExecute.memory_limit = int(job["memory"])
+    if job.get("cpu"):
+        cfg.GuardedExecute.cpu_limit = int(job["cpu"])
+
+    log = logging.getLogger(f"autograder.worker.{job['student']}")
+    log.handlers[:] = [logging.FileHandler(os.path.join(root, "autograde.log"))]
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    cwd = os.getcwd()
+    os.chdir(root)  # nbgrader resolves some paths against the working directory
+    try:
+        coursedir = CourseDirectory(config=cfg)
+        converter = Autograde(coursedir=coursedir, config=cfg, log=log)
+        converter.start()
+    finally:
+        os.chdir(cwd)
+    return {"student": job["student"], "ok": True}
+
+
+def _log_cause(root: str, fallback: str) -> str:
+    """The telling error of a failed autograde, from its log (nbgrader's exception only says 'see above')."""
+    from .nbgrader_run import _cause
+
+    try:
+        text = open(os.path.join(root, "autograde.log"), encoding="utf-8", errors="replace").read()
+    except OSError:
+        return fallback
+    lines = [ln for ln in text.splitlines() if ln.strip() and "Please see" not in ln]
+    return _cause("\n".join(lines[-60:])) if lines else fallback
+
+
+def main() -> int:
+    os.environ.pop("NBGRADER_EXECUTION", None)
+    # Results go to a private pipe, never to stdout, which anything might write to.
+    out = os.fdopen(int(os.environ.pop("AUTOGRADER_RESULT_FD", "1")), "w")
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        job = json.loads(line)
+        try:
+            result = grade_job(job)
+        except BaseException as exc:  # one bad submission must not end the worker
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            detail = _log_cause(job.get("root", ""), detail)
+            result = {"student": job.get("student"), "ok": False, "error": detail}
+        out.write(RESULT + json.dumps(result) + "\n")
+        out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

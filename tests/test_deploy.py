@@ -1,0 +1,327 @@
+"""The deployments carry what the course needs, and the Kubernetes one agrees with the single-machine one.
+
+deploy/kubernetes/values.yaml (Zero to JupyterHub), its Dockerfile and manifests are read as
+data; deploy/jupyterhub/jupyterhub_config.py and its nbgrader layers are executed against a
+plain traitlets ``Config``, as JupyterHub and nbgrader would load them.
+"""
+from __future__ import annotations
+
+import os
+import re
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from traitlets.config import Config
+
+# Not harness.ROOT: importing the harness loads nbgrader and the grader, seconds for nothing here.
+ROOT = Path(__file__).resolve().parents[1]
+K8S = ROOT / "deploy" / "kubernetes"
+HUB = ROOT / "deploy" / "jupyterhub"
+HUB_CONFIG = HUB / "jupyterhub_config.py"
+COURSE_ID = "lora-qlora"
+# Where the Dockerfile copies deploy/jupyterhub/config inside the image.
+IMAGE_LAYERS = "/etc/jupyter/lora-qlora"
+
+needs_hub = pytest.mark.skipif(
+    not HUB_CONFIG.exists(), reason="deploy/jupyterhub/jupyterhub_config.py is not there yet"
+)
+
+
+def _yaml_docs(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def _values() -> dict:
+    return yaml.safe_load((K8S / "values.yaml").read_text())
+
+
+def _profiles() -> list[dict]:
+    return _values()["singleuser"]["profileList"]
+
+
+def _gpu_profile() -> dict:
+    gpu = [p for p in _profiles() if "nvidia.com/gpu" in p.get("kubespawner_override", {}).get("extra_resource_limits", {})]
+    assert len(gpu) == 1, "exactly one profile asks for a GPU"
+    return gpu[0]
+
+
+def _exec_config(path: Path, env: dict[str, str] | None = None, monkeypatch=None) -> Config:
+    """Load a traitlets config file the way Jupyter does: ``c`` and ``get_config`` in its globals."""
+    if monkeypatch is not None:
+        for name in list(os.environ):
+            if name.startswith(("COURSE_", "NBGRADER_", "JUPYTER_CONFIG")):
+                monkeypatch.delenv(name)
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+    c = Config()
+    exec(compile(path.read_text(), str(path), "exec"), {"c": c, "get_config": lambda: c, "__file__": str(path)})
+    return c
+
+
+def _hub_exchange_root(monkeypatch) -> str:
+    """The exchange root deploy/jupyterhub's nbgrader layers use by default."""
+    common = HUB / "config" / "common" / "nbgrader_config.py"
+    assert common.exists(), "deploy/jupyterhub/config/common/nbgrader_config.py sets the exchange"
+    c = _exec_config(common, monkeypatch=monkeypatch)
+    assert c.Exchange.path_includes_course is True
+    assert c.CourseDirectory.course_id == COURSE_ID
+    return c.Exchange.root
+
+
+def _extra_config(name: str) -> str:
+    return _values()["hub"]["extraConfig"][name]
+
+
+def _host_path(image_path: str) -> Path:
+    """A path under the image's config layers, as a path of the repository."""
+    assert image_path.startswith(IMAGE_LAYERS + "/"), image_path
+    return HUB / "config" / image_path[len(IMAGE_LAYERS) + 1:]
+
+
+# --- the image ---------------------------------------------------------------------------
+
+
+def _dockerfile() -> str:
+    return (K8S / "Dockerfile").read_text()
+
+
+def test_values_use_the_course_image():
+    image = _values()["singleuser"]["image"]
+    assert image["name"] and "/" in image["name"], "a registry path the cluster can pull"
+    assert isinstance(image["tag"], str) and image["tag"], "a quoted tag (YAML would make 0.10 a float)"
+    docs = _yaml_docs(K8S / "course-service.yaml")
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    for container in spec["containers"] + spec["initContainers"]:
+        assert container["image"] == f"{image['name']}:{image['tag']}", "the formgrader runs the same image"
+
+
+def test_dockerfile_builds_the_env_from_environment_yml_without_the_editable_install():
+    text = _dockerfile()
+    assert re.search(r"^FROM \S+", text, flags=re.M)
+    match = re.search(r"grep -v -- '([^']+)' /opt/lora-qlora/environment\.yml > (\S+)", text)
+    assert match, "environment.yml, less its `-e .` line, is the image's environment"
+    pattern, filtered = match.groups()
+    assert re.search(rf"(mamba|micromamba) (env update|install|create)\b.*--file {re.escape(filtered)}", text)
+    # The same filter, applied here: it drops the editable install and nothing else.
+    lines = (ROOT / "environment.yml").read_text().splitlines(keepends=True)
+    kept = [line for line in lines if not re.search(pattern.replace("\\.", r"\."), line)]
+    assert [line.strip() for line in lines if line not in kept] == ["- -e ."]
+    env = yaml.safe_load("".join(kept))
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "nbgrader==0.9.6" in pip and "torch==2.13.0" in pip and "-e ." not in pip
+    # ...and the course's own packages are installed from the copied repository instead.
+    assert re.search(r"pip install [^\n]*--no-deps /tmp/lora-qlora", text)
+    assert "jupyterhub==" in text, "z2jh starts jupyterhub-singleuser, which environment.yml lacks"
+    assert "bubblewrap" in text, "autograder grade refuses to run without bwrap"
+
+
+def test_dockerfile_copies_only_what_exists_and_keeps_grading_output_out():
+    for src, dest in re.findall(r"^COPY (?:--\S+ )*(\S+) (\S+)$", _dockerfile(), flags=re.M):
+        assert (ROOT / src).exists(), f"COPY {src}: no such path in the repository"
+        if src == "deploy/jupyterhub/config":
+            assert dest == IMAGE_LAYERS
+    ignored = (K8S / "Dockerfile.dockerignore").read_text().split()
+    for path in (".venv", ".git", "submitted", "autograded", "feedback", "gradebook.db"):
+        assert path in ignored, f"{path} must not go into the image"
+
+
+def test_image_defaults_to_the_student_layers():
+    env = re.search(r"^ENV JUPYTER_CONFIG_PATH=(\S+)", _dockerfile(), flags=re.M)
+    assert env
+    layers = env.group(1).split(":")
+    assert layers[0].endswith("/students") and layers[-1].endswith("/common")
+    for layer in layers:
+        assert _host_path(layer).is_dir(), layer
+
+
+# --- profiles ----------------------------------------------------------------------------
+
+
+def test_default_profile_is_cpu_only():
+    defaults = [p for p in _profiles() if p.get("default")]
+    assert len(defaults) == 1, "exactly one default profile"
+    override = defaults[0].get("kubespawner_override", {})
+    assert "nvidia.com/gpu" not in override.get("extra_resource_limits", {})
+    assert "nvidia.com/gpu" not in _values()["singleuser"].get("extraResource", {}).get("limits", {})
+
+
+def test_gpu_profile_asks_for_one_gpu_and_memory_backed_shm():
+    override = _gpu_profile()["kubespawner_override"]
+    assert override["extra_resource_limits"]["nvidia.com/gpu"] == "1"  # a quoted quantity
+    volumes = list(override["volumes"].values())
+    mounts = list(override["volume_mounts"].values())
+    shm = [m for m in mounts if m["mountPath"] == "/dev/shm"]
+    assert len(shm) == 1
+    volume = next(v for v in volumes if v["name"] == shm[0]["name"])
+    assert volume["emptyDir"]["medium"] == "Memory"
+
+
+class _FakeSpawner:
+    """KubeSpawner's rule for kubespawner_override (``_apply_overrides``, 7.x): a dict merges
+    into a dict-valued setting, key by key; anything else replaces the setting."""
+
+    def __init__(self, config: Config):
+        self.volumes = config.KubeSpawner.volumes
+        self.volume_mounts = config.KubeSpawner.volume_mounts
+
+    def apply(self, override: dict):
+        for key in ("volumes", "volume_mounts"):
+            value, current = override.get(key), getattr(self, key)
+            if value is None:
+                continue
+            if isinstance(value, dict) and isinstance(current, dict):
+                current.update(value)
+            else:
+                setattr(self, key, value)
+
+    @staticmethod
+    def listed(items):
+        return [items[k] for k in sorted(items)] if isinstance(items, dict) else list(items)
+
+
+def test_gpu_profile_adds_shm_without_losing_home_and_exchange():
+    """The chart builds volume *lists*; the values' extraConfig keys them so the profile merges."""
+    storage = _values()["singleuser"]["storage"]
+    c = Config()
+    # What the chart's jupyterhub_config.py sets before extraConfig runs.
+    c.KubeSpawner.volumes = [{"name": "volume-{user_server}", "persistentVolumeClaim": {"claimName": "claim-{user_server}"}}]
+    c.KubeSpawner.volumes.extend(storage["extraVolumes"])
+    c.KubeSpawner.volume_mounts = [{"name": "volume-{user_server}", "mountPath": storage["homeMountPath"]}]
+    c.KubeSpawner.volume_mounts.extend(storage["extraVolumeMounts"])
+    exec(compile(_extra_config("10-volumes-as-dicts.py"), "10-volumes-as-dicts.py", "exec"), {"c": c})
+
+    spawner = _FakeSpawner(c)
+    spawner.apply(_gpu_profile()["kubespawner_override"])
+    mounts = {m["mountPath"]: m["name"] for m in spawner.listed(spawner.volume_mounts)}
+    names = {v["name"] for v in spawner.listed(spawner.volumes)}
+    assert {"/home/jovyan", "/srv/nbgrader/exchange", "/dev/shm"} <= set(mounts)
+    assert set(mounts.values()) <= names, "every mount has its volume"
+
+
+# --- exchange, formgrader service, groups -----------------------------------------------
+
+
+def test_exchange_volume_is_mounted_at_the_hubs_exchange_root(monkeypatch):
+    root = _hub_exchange_root(monkeypatch)
+    singleuser = _values()["singleuser"]
+    assert singleuser["extraEnv"]["NBGRADER_EXCHANGE_ROOT"] == root
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in singleuser["storage"]["extraVolumes"] if "persistentVolumeClaim" in v}
+    mount = next(m for m in singleuser["storage"]["extraVolumeMounts"] if m["mountPath"] == root)
+    claim = claims[mount["name"]]
+
+    pvc = _yaml_docs(K8S / "exchange-pvc.yaml")[0]
+    assert pvc["kind"] == "PersistentVolumeClaim" and pvc["metadata"]["name"] == claim
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"], "pods on many nodes share it"
+
+    # The formgrader mounts the same claim at the same path, and is told so.
+    deployment = next(d for d in _yaml_docs(K8S / "course-service.yaml") if d["kind"] == "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    volume = next(v["name"] for v in spec["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName") == claim)
+    container = spec["containers"][0]
+    assert {"name": volume, "mountPath": root} in container["volumeMounts"]
+    assert {"name": "NBGRADER_EXCHANGE_ROOT", "value": root} in container["env"]
+
+
+def _service_env() -> dict:
+    deployment = next(d for d in _yaml_docs(K8S / "course-service.yaml") if d["kind"] == "Deployment")
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_formgrader_service_is_registered_and_wired():
+    services = _values()["hub"]["services"]
+    assert list(services) == [COURSE_ID], "nbgrader's course list finds /services/<course id>"
+    env = _service_env()
+    assert env["JUPYTERHUB_SERVICE_NAME"] == COURSE_ID
+    assert env["JUPYTERHUB_SERVICE_PREFIX"] == f"/services/{COURSE_ID}/"
+    assert env["JUPYTERHUB_CLIENT_ID"] == f"service-{COURSE_ID}"
+    assert env["JUPYTERHUB_API_TOKEN"]["secretKeyRef"] == {"name": "hub", "key": f"hub.services.{COURSE_ID}.apiToken"}
+    # The hub's URL for the service is the k8s Service in front of the pod.
+    service = next(d for d in _yaml_docs(K8S / "course-service.yaml") if d["kind"] == "Service")
+    port = service["spec"]["ports"][0]["port"]
+    assert services[COURSE_ID]["url"] == f"http://{service['metadata']['name']}:{port}"
+    assert env["JUPYTERHUB_SERVICE_URL"].startswith(f"http://0.0.0.0:{port}/")
+    for layer in env["JUPYTER_CONFIG_PATH"].split(":"):
+        assert _host_path(layer).is_dir(), layer
+    assert env["JUPYTER_CONFIG_PATH"].split(":")[0].endswith("/grader")
+
+
+def test_groups_and_roles_separate_instructors_from_students():
+    hub = _values()["hub"]
+    groups = hub["config"]["JupyterHub"]["load_groups"]
+    assert {"instructors", "students", f"formgrade-{COURSE_ID}"} <= set(groups)
+    assert set(groups["instructors"]["users"]) <= set(groups[f"formgrade-{COURSE_ID}"]["users"])
+    assert not set(groups["students"]["users"]) & set(groups[f"formgrade-{COURSE_ID}"]["users"])
+    granting = [r for r in hub["loadRoles"].values() if f"access:services!service={COURSE_ID}" in r.get("scopes", [])]
+    assert granting and all(r.get("groups") == [f"formgrade-{COURSE_ID}"] and not r.get("users") for r in granting)
+
+
+def test_pre_spawn_hook_gives_each_role_its_layers():
+    c = Config()
+    exec(compile(_extra_config("20-course-roles.py"), "20-course-roles.py", "exec"), {"c": c})
+    hook = c.KubeSpawner.pre_spawn_hook
+
+    def layers(*groups):
+        spawner = SimpleNamespace(user=SimpleNamespace(groups=[SimpleNamespace(name=g) for g in groups]), environment={})
+        hook(spawner)
+        return spawner.environment["JUPYTER_CONFIG_PATH"].split(":")
+
+    student, instructor = layers("students"), layers("instructors", f"formgrade-{COURSE_ID}")
+    assert student[0].endswith("/students") and instructor[0].endswith("/instructors")
+    for layer in student + instructor:
+        assert _host_path(layer).is_dir(), layer
+
+
+def test_idle_servers_are_culled():
+    cull = _values()["cull"]
+    assert cull["enabled"] is True
+    assert isinstance(cull["timeout"], int) and 0 < cull["timeout"] <= 4 * 3600
+    assert isinstance(cull["every"], int) and 0 < cull["every"] <= cull["timeout"]
+
+
+# --- the single-machine hub (deploy/jupyterhub) ------------------------------------------
+
+
+@needs_hub
+def test_single_machine_hub_has_the_course_service_groups_and_exchange(monkeypatch):
+    c = _exec_config(HUB_CONFIG, monkeypatch=monkeypatch)
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    assert COURSE_ID in services
+    service = services[COURSE_ID]
+    assert service.get("url") and service.get("command"), "a hub-managed formgrader service"
+    groups = c.JupyterHub.load_groups
+    assert {"instructors", "students", f"formgrade-{COURSE_ID}"} <= set(groups)
+    assert f"access:services!service={COURSE_ID}" in {s for r in c.JupyterHub.load_roles for s in r.get("scopes", [])}
+    # Same exchange on both deployments.
+    exchange = _hub_exchange_root(monkeypatch)
+    assert exchange == "/srv/nbgrader/exchange"
+    assert service["environment"]["NBGRADER_EXCHANGE_ROOT"] == exchange
+    assert _values()["singleuser"]["extraEnv"]["NBGRADER_EXCHANGE_ROOT"] == exchange
+
+
+@needs_hub
+def test_kubernetes_mirrors_the_single_machine_groups(monkeypatch):
+    c = _exec_config(HUB_CONFIG, monkeypatch=monkeypatch)
+    assert set(_values()["hub"]["config"]["JupyterHub"]["load_groups"]) == set(c.JupyterHub.load_groups)
+    k8s_roles = {frozenset(r["scopes"]) for r in _values()["hub"]["loadRoles"].values()}
+    assert k8s_roles == {frozenset(r["scopes"]) for r in c.JupyterHub.load_roles}, "the same roles, scope for scope"
+
+
+# --- the guides ----------------------------------------------------------------------------
+
+
+def test_instructor_guide_points_at_real_files_and_a_valid_site_file():
+    text = (ROOT / "docs" / "instructor.md").read_text()
+    paths = set(re.findall(r"\b(deploy/[\w./-]+\w)", text))
+    assert {"deploy/kubernetes/values.yaml", "deploy/kubernetes/exchange-pvc.yaml", "deploy/kubernetes/course-service.yaml",
+            "deploy/kubernetes/Dockerfile", "deploy/jupyterhub/jupyterhub_config.py"} <= paths
+    for path in paths:
+        assert (ROOT / path).exists(), f"docs/instructor.md names {path}, which does not exist"
+    assert re.search(r"helm upgrade --install \S+ jupyterhub/jupyterhub .*--values deploy/kubernetes/values\.yaml", text.replace("\\\n", " "))
+    # The example site file is valid YAML and fills exactly the groups the values define.
+    site = yaml.safe_load(textwrap.dedent(re.search(r"```yaml\n(.*?)```", text, flags=re.S).group(1)))
+    assert set(site["hub"]["config"]["JupyterHub"]["load_groups"]) == set(_values()["hub"]["config"]["JupyterHub"]["load_groups"])
+    assert site["singleuser"]["image"] == {k: _values()["singleuser"]["image"][k] for k in ("name", "tag")}

@@ -1,0 +1,256 @@
+"""End to end through a real JupyterHub running the shipped deploy/jupyterhub configuration.
+
+One instructor and two students, every step over HTTP through the hub's proxy: the instructor
+releases 04_practice from the formgrader service; each student fetches it, answers in their own
+single-user server and submits (one right, one wrong); the instructor collects; the course's
+``autograder`` grades and writes feedback; the formgrader releases it; each student fetches their
+own feedback and only theirs. About two minutes; skipped without jupyterhub or the proxy
+(``npm install --prefix .e2e/node configurable-http-proxy@5.2.0`` from the repository root).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+from e2e_support.hub import CHP_INSTALL, Hub, alive, find_jupyterhub, find_proxy, wait_for
+
+if find_jupyterhub() is None:
+    pytest.skip("jupyterhub is not installed in this environment (pip install jupyterhub==6.1.1)",
+                allow_module_level=True)
+if find_proxy() is None:
+    pytest.skip(f"configurable-http-proxy is not installed; from the repository root run: {CHP_INSTALL}",
+                allow_module_level=True)
+
+import nbformat  # noqa: E402 -- after the skips: a skipped module imports nothing heavy
+
+from autograder import notebook as nbu  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+COURSE = "lora-qlora"
+A = "04_practice"
+NB = f"{A}.ipynb"
+TEACHER, RIGHT, WRONG = "teacher", "ada", "bert"
+SERVICE = f"/services/{COURSE}"
+AUTOGRADER = Path(sys.executable).parent / "autograder"
+
+
+@lru_cache(maxsize=1)
+def right_letters() -> dict[int, str]:
+    """The solution's letter for each question, read from the source notebook."""
+    src = nbformat.read(ROOT / "source" / A / NB, as_version=4)
+    cells = {nbu.cell_id(c): c.source for c in src.cells}
+    return {n: re.search(r'answer_q\d+\s*=\s*"([A-Z])"', cells[f"answer_q{n}"]).group(1) for n in range(1, 11)}
+
+
+@lru_cache(maxsize=1)
+def max_score() -> float:
+    """The assignment's total points, from the source notebook's nbgrader metadata."""
+    src = nbformat.read(ROOT / "source" / A / NB, as_version=4)
+    return float(sum(c.metadata.get("nbgrader", {}).get("points", 0) for c in src.cells
+                     if c.metadata.get("nbgrader", {}).get("grade")))
+
+
+def answers(student: str) -> dict[str, str]:
+    """Answer-cell sources by grade id: all right for RIGHT, all wrong for WRONG."""
+    right = right_letters()
+    pick = (lambda n: right[n]) if student == RIGHT else (lambda n: next(x for x in "ABCD" if x != right[n]))
+    return {f"answer_q{n}": f'answer_q{n} = "{pick(n)}"' for n in range(1, 11)}
+
+
+def ok_json(r, what: str):
+    assert r.status_code == 200, f"{what}: HTTP {r.status_code} {r.text[:800]}"
+    body = r.json()
+    if isinstance(body, dict) and "success" in body:
+        assert body["success"], f"{what} failed: {json.dumps(body)[:2000]}"
+    return body
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    where = tmp_path_factory.mktemp("e2e-hub")
+    course = where / "course"
+    course.mkdir()
+    shutil.copy2(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
+    for folder in ("source", "release"):
+        shutil.copytree(ROOT / folder / A, course / folder / A, ignore=shutil.ignore_patterns("__pycache__"))
+    h = Hub(where, course, instructors=[TEACHER], students=[RIGHT, WRONG])
+    try:
+        try:
+            h.start()
+            for user in (TEACHER, RIGHT, WRONG):
+                h.spawn(user)
+            for user in (TEACHER, RIGHT, WRONG):
+                h.wait_ready(user)
+            wait_for("the formgrader service", lambda: h.request(
+                "GET", f"{SERVICE}/formgrader/api/status", h.token(TEACHER), timeout=30).status_code == 200, 240)
+        except Exception as exc:
+            raise AssertionError(f"the hub did not come up: {exc}\n--- end of {h.log} ---\n{h.log_tail()}") from exc
+        h.track()
+        yield h
+    finally:
+        seen = h.stop()
+        left = sorted(pid for pid, _ in filter(alive, seen))
+        assert not left, f"processes left running after the hub stopped: {left}"
+    # The hub, its proxy, the formgrader service and three servers, at least: the tracking saw them.
+    assert len(seen) >= 6, f"only {len(seen)} processes were tracked; the stray check proves nothing"
+
+
+def needs(h, earlier: str) -> None:
+    if not h.state.get(earlier):
+        pytest.fail(f"needs the earlier step '{earlier}', which failed")
+
+
+def assignments(h, user: str) -> list[dict]:
+    r = h.request("GET", f"/user/{user}/assignments", h.token(user), params={"course_id": COURSE})
+    return ok_json(r, f"{user} lists assignments")["value"]
+
+
+def lab_disabled(hub, path: str, user: str) -> set[str]:
+    """The JupyterLab plugins a page served at ``path`` disables."""
+    r = hub.request("GET", path, hub.token(user))
+    assert r.status_code == 200, f"GET {path}: {r.status_code}"
+    m = re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', r.text, re.S)
+    assert m, f"{path} is not a JupyterLab page"
+    disabled = json.loads(m.group(1)).get("disabledExtensions", [])
+    return set(disabled if isinstance(disabled, list) else [k for k, v in disabled.items() if v])
+
+
+def test_people_sign_in_and_each_gets_the_right_tools(hub):
+    assert hub.login(RIGHT, hub.password).status_code == 302, "a student cannot sign in"
+    assert hub.login(TEACHER, hub.password).status_code == 302, "the instructor cannot sign in"
+    assert hub.login(RIGHT, "not the password").status_code != 302, "a wrong password was accepted"
+    groups = {g["name"]: sorted(g["users"]) for g in hub.hub_api("GET", "/groups").json()}
+    assert groups["students"] == sorted([RIGHT, WRONG])
+    assert groups["instructors"] == groups[f"formgrade-{COURSE}"] == [TEACHER]
+
+    # Students: the assignment list, and no formgrader, no course list, no way into the service.
+    assert [a["assignment_id"] for a in assignments(hub, RIGHT)] == []
+    for path in ("/formgrader/api/status", "/formgraders"):
+        r = hub.request("GET", f"/user/{RIGHT}{path}", hub.token(RIGHT))
+        assert r.status_code == 404, f"a student's server serves {path}: {r.status_code}"
+    r = hub.request("GET", f"{SERVICE}/formgrader/api/status", hub.token(RIGHT), allow_redirects=False)
+    assert r.status_code == 403, f"a student reached the formgrader service: {r.status_code}"
+    assert lab_disabled(hub, f"/user/{RIGHT}/lab", RIGHT) >= {"@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:course-list"}
+
+    # The instructor: the formgrader service, found by the course list on their own server.
+    status = hub.request("GET", f"{SERVICE}/formgrader/api/status", hub.token(TEACHER))
+    assert ok_json(status, "the formgrader's status")["status"] is True
+    courses = ok_json(hub.request("GET", f"/user/{TEACHER}/formgraders", hub.token(TEACHER)), "course list")["value"]
+    assert [(c["course_id"], c["kind"]) for c in courses] == [(COURSE, "jupyterhub")], courses
+    assert courses[0]["url"].startswith(f"{hub.base}{SERVICE}")
+    assert "@jupyter/nbgrader:course-list" not in lab_disabled(hub, f"/user/{TEACHER}/lab", TEACHER)
+    assert "@jupyter/nbgrader:formgrader" not in lab_disabled(hub, f"{SERVICE}/lab", TEACHER)
+    hub.state["tools"] = True
+
+
+def test_release_fetch_answer_submit_collect(hub):
+    r = hub.request("POST", f"{SERVICE}/formgrader/api/assignment/{A}/release", hub.token(TEACHER))
+    ok_json(r, "the instructor releases")
+    assert (hub.exchange / COURSE / "outbound" / A / NB).is_file()
+
+    for student in (RIGHT, WRONG):
+        token = hub.token(student)
+        assert [(a["assignment_id"], a["status"]) for a in assignments(hub, student)] == [(A, "released")]
+        r = hub.request("POST", f"/user/{student}/assignments/fetch", token,
+                        data={"course_id": COURSE, "assignment_id": A})
+        fetched = [a for a in ok_json(r, f"{student} fetches")["value"] if a["status"] == "fetched"]
+        assert [a["path"] for a in fetched] == [f"{COURSE}/{A}"], fetched
+        assert (hub.home(student) / COURSE / A / NB).is_file()
+
+        # Answer in the student's own server, through Jupyter's contents API.
+        url = f"/user/{student}/api/contents/{COURSE}/{A}/{NB}"
+        model = ok_json(hub.request("GET", url, token), f"{student} opens the notebook")
+        nb = nbformat.from_dict(model["content"])
+        mine = answers(student)
+        for cell in nb.cells:
+            cell.source = mine.get(nbu.cell_id(cell), cell.source)
+        r = hub.request("PUT", url, token, json={"type": "notebook", "format": "json", "content": nb})
+        assert r.status_code == 200, f"{student} saves: {r.status_code} {r.text[:500]}"
+
+    # The right answers pass the visible checks of the Validate button.
+    r = hub.request("POST", f"/user/{RIGHT}/assignments/validate", hub.token(RIGHT),
+                    data={"path": f"{COURSE}/{A}/{NB}"})
+    result = ok_json(r, "validate")["value"]
+    assert not (result.get("failed") or result.get("changed") or result.get("type_changed")), result
+
+    for student in (RIGHT, WRONG):
+        r = hub.request("POST", f"/user/{student}/assignments/submit", hub.token(student),
+                        data={"course_id": COURSE, "assignment_id": A})
+        submitted = [a for a in ok_json(r, f"{student} submits")["value"] if a["status"] == "submitted"]
+        assert [s["student_id"] for a in submitted for s in a["submissions"]] == [student], submitted
+
+    r = hub.request("POST", f"{SERVICE}/formgrader/api/assignment/{A}/collect", hub.token(TEACHER))
+    ok_json(r, "the instructor collects")
+    assert sorted(p.name for p in (hub.course_dir / "submitted").iterdir()) == sorted([RIGHT, WRONG])
+    for student in (RIGHT, WRONG):
+        got = nbformat.read(hub.course_dir / "submitted" / student / A / NB, as_version=4)
+        sources = {nbu.cell_id(c): c.source for c in got.cells}
+        assert all(sources[k] == v for k, v in answers(student).items()), f"{student}'s answers did not arrive"
+    hub.state["collected"] = True
+
+
+def test_autograder_grades_into_the_gradebook_the_formgrader_reads(hub):
+    needs(hub, "collected")
+    assert max_score() == 20  # ten questions, 1 to 3 points each
+    p = run(str(AUTOGRADER), "grade", A, cwd=hub.course_dir)
+    assert p.returncode == 0, f"autograder grade exited {p.returncode}:\n{p.stdout}\n{p.stderr}"
+
+    r = hub.request("GET", f"{SERVICE}/formgrader/api/submissions/{A}", hub.token(TEACHER))
+    seen = {s["student"]: (s["score"], s["max_score"]) for s in ok_json(r, "formgrader submissions")}
+    assert seen[RIGHT] == (max_score(), max_score()), seen
+    assert seen[WRONG][0] < max_score() and seen[WRONG][1] == max_score(), seen
+
+    p = run(str(AUTOGRADER), "export", cwd=hub.course_dir)
+    assert p.returncode == 0, p.stderr
+    rows = {(r["assignment"], r["student_id"]): r for r in csv.DictReader(io.StringIO(p.stdout))}
+    assert float(rows[(A, RIGHT)]["score"]) == float(rows[(A, RIGHT)]["max_score"]) == max_score()
+    assert float(rows[(A, WRONG)]["score"]) < max_score()
+    hub.state["grade"] = True
+
+
+def test_each_student_fetches_their_own_feedback_only(hub):
+    needs(hub, "grade")
+    p = run(str(AUTOGRADER), "feedback", A, cwd=hub.course_dir)
+    assert p.returncode == 0, f"autograder feedback exited {p.returncode}:\n{p.stdout}\n{p.stderr}"
+    for student in (RIGHT, WRONG):
+        assert (hub.course_dir / "feedback" / student / A / f"{A}.html").is_file()
+
+    r = hub.request("POST", f"{SERVICE}/formgrader/api/assignment/{A}/release_feedback", hub.token(TEACHER))
+    ok_json(r, "the instructor releases feedback")
+
+    html = {}
+    for student in (RIGHT, WRONG):
+        r = hub.request("POST", f"/user/{student}/assignments/fetch_feedback", hub.token(student),
+                        data={"course_id": COURSE, "assignment_id": A})
+        listing = ok_json(r, f"{student} fetches feedback")["value"]
+        subs = [s for a in listing if a["status"] == "submitted" for s in a["submissions"]]
+        assert [s["has_local_feedback"] for s in subs] == [True], subs
+        folder = hub.home(student) / COURSE / A / "feedback"
+        files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        assert len(files) == 1 and files[0].endswith(f"/{A}.html"), f"{student}'s feedback folder holds {files}"
+        html[student] = (folder / files[0]).read_text()
+
+    def score(page: str) -> tuple[float, float]:
+        text = re.sub(r"<[^>]+>", " ", page)
+        m = re.search(r"Score:?\s*([\d.]+)\s*/\s*([\d.]+)", text)
+        assert m, "the feedback shows no total score"
+        return float(m.group(1)), float(m.group(2))
+
+    assert score(html[RIGHT]) == (max_score(), max_score())
+    wrong, most = score(html[WRONG])
+    assert most == max_score() and wrong < most
+    for student, other in ((RIGHT, WRONG), (WRONG, RIGHT)):
+        assert not re.search(rf"\b{other}\b", html[student]), f"{student}'s feedback mentions {other}"
