@@ -100,6 +100,20 @@ def test_broken_submissions_do_not_stop_the_others(graded):
     assert "carol" not in scores
 
 
+def test_parallel_grading_gives_the_same_scores(classroom, graded):
+    from autograder.grading import GradeSettings, grade
+    from autograder.course import Course
+
+    def cells(run):
+        return {g.student: (g.score, tuple((c.cell, c.score) for c in g.cells)) for g in run.grades}
+
+    students = ["alice", "bob", "dave"]
+    one = grade(Course.load(classroom), A, students, GradeSettings(jobs=1))
+    two = grade(Course.load(classroom), A, students, GradeSettings(jobs=3))
+    assert cells(one) == cells(two)
+    assert sorted(cells(two)) == students
+
+
 def test_grading_touches_no_input(graded):
     *_, before, after = graded
     assert before == after
