@@ -213,7 +213,7 @@ class GuardedExecute(Execute):
     sandbox = Bool(True, help="Run kernels in bubblewrap; False only for notebooks the instructor trusts.").tag(
         config=True
     )
-    memory_limit = Integer(16 * 2**30, help="Kernel address-space limit, bytes.").tag(config=True)
+    memory_limit = Integer(16 * 2**30, help="Kernel memory (data) limit, bytes.").tag(config=True)
     cpu_limit = Integer(3600, help="Kernel CPU-time limit, seconds.").tag(config=True)
     max_output_bytes = Integer(200_000, help="Output kept per cell; the rest is dropped.").tag(config=True)
     report_file = Unicode("", help="Where to write the integrity report (JSON), per notebook.").tag(config=True)

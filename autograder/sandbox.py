@@ -5,7 +5,7 @@ the virtual environment and the ``course``/``autograder`` packages), a private `
 writable folder: a scratch copy of the submission's data files. The course directory, the
 gradebook, the source notebooks, other submissions and every home directory are simply absent.
 It has no network (its own empty network namespace), its own process tree, and resource limits
-on address space, CPU time, file size and open files. The grader talks to it over Unix sockets in
+on memory, CPU time, file size and open files. The grader talks to it over Unix sockets in
 a private folder, so no TCP port is opened either.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ ENV_KEEP = ("LANG", "TZ", "MPLBACKEND", "PYTHONHASHSEED", "NBGRADER_EXECUTION", 
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-kernel resource limits (address space and file size in bytes, CPU in seconds)."""
+    """Per-kernel resource limits (memory and file size in bytes, CPU in seconds)."""
 
     memory: int = 16 * 2**30
     cpu_seconds: int = 3600
@@ -112,7 +112,9 @@ def wrap(cmd: list[str], workdir: str, socket_dir: str, env: dict[str, str], lim
     """``cmd`` run inside the sandbox with ``workdir`` (its cwd) and ``socket_dir`` writable."""
     home = "/tmp/home"
     args = [
-        "prlimit", f"--as={limits.memory}", f"--cpu={limits.cpu_seconds}", f"--fsize={limits.file_size}",
+        # RLIMIT_DATA, not RLIMIT_AS: it caps what the kernel can really allocate, while CUDA's
+        # huge PROT_NONE address-space reservations (the GPU lab) stay possible.
+        "prlimit", f"--data={limits.memory}", f"--cpu={limits.cpu_seconds}", f"--fsize={limits.file_size}",
         f"--nofile={limits.open_files}", "--core=0", "--",
         shutil.which(BWRAP) or BWRAP,
         "--unshare-all", "--unshare-user", "--die-with-parent", "--clearenv",

@@ -48,6 +48,19 @@ def graded():
         # The right letter in lower case: fails the visible form check.
         "lower_case": {f"answer_q{n}": f'answer_q{n} = "{right_letter(n).lower()}"' for n in QUESTIONS},
     }
+    # A wrong letter disguised as a str subclass whose == always says yes.
+    variants["lying_str"] = {
+        f"answer_q{n}": (
+            "class _Yes(str):\n"
+            "    def __eq__(self, other):\n"
+            "        return True\n"
+            "    def __ne__(self, other):\n"
+            "        return False\n"
+            "    __hash__ = str.__hash__\n"
+            f'answer_q{n} = _Yes("{wrong_letters(n)[0]}")'
+        )
+        for n in QUESTIONS
+    }
     for k in range(3):  # every question has exactly three wrong letters
         variants[f"wrong_{k}"] = {f"answer_q{n}": f'answer_q{n} = "{wrong_letters(n)[k]}"' for n in QUESTIONS}
     return grade_answers(A, variants)
@@ -88,3 +101,10 @@ def test_each_wrong_letter_loses_its_point_and_teaches(graded, k):
         letter = wrong_letters(n)[k]
         assert g.score(cell) == 0, f"q{n}: wrong letter {letter} earned points"
         assert g.errors[cell] == f"AssertionError: {mistakes(n)[letter]}", f"q{n}/{letter}: {g.errors[cell]}"
+
+
+def test_a_str_subclass_that_always_compares_equal_scores_zero(graded):
+    g = graded["lying_str"]
+    assert g.grade.score == 0
+    for n in QUESTIONS:
+        assert g.score(f"test_q{n}") == 0, f"q{n}: a lying str subclass earned points"
