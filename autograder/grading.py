@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+from concurrent.futures import Future, ThreadPoolExecutor
 import io
 import json
 import shutil
@@ -15,7 +16,7 @@ from . import notebook as nbu
 from . import sandbox
 from .course import Course, CourseError
 from .nbgrader_run import SubmissionGrade, clean_env, generate, read_grades, scratch_course
-from .pool import JobResult, run_jobs
+from .pool import JobResult, run_jobs, start_workers
 
 
 REPORT_FILE = "autograder-report.json"
@@ -110,11 +111,16 @@ def _cell_timeout(course: Course) -> int:
     return int(config.Execute.get("timeout", 30) or 30)
 
 
-def _template(course: Course, assignment: str, where: Path) -> Path:
-    """A scratch course holding only ``assignment``: source, config and a gradebook of its own."""
+def _template(course: Course, assignment: str, where: Path, registered: Future) -> Path:
+    """A scratch course holding only ``assignment``: source, config and a gradebook of its own.
+
+    ``registered`` is the real gradebook's own registration, running meanwhile: the due date is
+    copied from the real gradebook once it is done.
+    """
     root = scratch_course(course, where, [assignment])
     generate(root, assignment, release_dir=where / "_release")
     shutil.rmtree(where / "_release", ignore_errors=True)
+    registered.result()
     from nbgrader.api import Gradebook, MissingEntry
 
     try:
@@ -230,13 +236,20 @@ def grade(
     limit = settings.time_limit or max(600.0, 4.0 * cell_timeout)
     with tempfile.TemporaryDirectory(prefix="autograder-grade-") as tmp:
         tmp_path = Path(tmp)
-        # Register the current source (cells, points, hidden tests) in the real gradebook,
-        # without touching the committed release/.
-        generate(course.root, assignment, release_dir=tmp_path / "release")
-        template = _template(course, assignment, tmp_path / "template")
-        jobs = [
-            (s, _job_folder(course, assignment, s, template, tmp_path / "jobs" / s)) for s in gradeable
-        ]
+        workers = start_workers(min(settings.jobs, len(gradeable)), clean_env(), tmp_path)
+        try:
+            # Register the current source (cells, points, hidden tests) in the real gradebook,
+            # without touching the committed release/; meanwhile build the scratch template.
+            with ThreadPoolExecutor(max_workers=1) as background:
+                registered = background.submit(generate, course.root, assignment, tmp_path / "release")
+                template = _template(course, assignment, tmp_path / "template", registered)
+            jobs = [
+                (s, _job_folder(course, assignment, s, template, tmp_path / "jobs" / s)) for s in gradeable
+            ]
+        except BaseException:
+            for worker in workers:
+                worker.stop(kill=True)
+            raise
 
         def make_job(student: str, root: Path) -> dict:
             return {
@@ -260,7 +273,7 @@ def grade(
             except Exception as exc:  # the gradebook write failed: say so, keep going
                 run.problems.append(f"{result.student}: could not record the grade: {exc}")
 
-        run_jobs(jobs, make_job, on_result, settings.jobs, limit, clean_env(), tmp_path)
+        run_jobs(jobs, make_job, on_result, settings.jobs, limit, clean_env(), tmp_path, started=workers)
     run.grades = read_grades(course.root, assignment, sorted(run.graded))
     return run
 

@@ -100,8 +100,13 @@ def run_jobs(
     limit: float,
     env: dict[str, str],
     log_dir: Path,
+    started: list[Worker] | None = None,
 ) -> list[JobResult]:
-    """Grade ``jobs`` (student, scratch root) on ``workers`` processes; ``on_result`` runs serially."""
+    """Grade ``jobs`` (student, scratch root) on ``workers`` processes; ``on_result`` runs serially.
+
+    ``started``: workers already launched (see :func:`start_workers`), used before new ones.
+    """
+    spare = list(started or [])
     todo: queue.Queue = queue.Queue()
     for item in jobs:
         todo.put(item)
@@ -109,7 +114,8 @@ def run_jobs(
     lock = threading.Lock()
 
     def slot(number: int) -> None:
-        worker = None
+        with lock:
+            worker = spare.pop() if spare else None
         try:
             while True:
                 try:
@@ -139,4 +145,11 @@ def run_jobs(
         thread.start()
     for thread in threads:
         thread.join()
+    for worker in spare:  # more workers were started than there were jobs
+        worker.stop()
     return results
+
+
+def start_workers(count: int, env: dict[str, str], log_dir: Path) -> list[Worker]:
+    """Launch ``count`` workers now, so their imports overlap with the caller's preparations."""
+    return [Worker(env, log_dir / f"worker-early-{n}.log") for n in range(count)]

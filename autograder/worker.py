@@ -75,6 +75,8 @@ def main() -> int:
     os.environ.pop("NBGRADER_EXECUTION", None)
     # Results go to a private pipe, never to stdout, which anything might write to.
     out = os.fdopen(int(os.environ.pop("AUTOGRADER_RESULT_FD", "1")), "w")
+    import nbgrader.converters  # noqa: F401 -- the slow import, done before the first job arrives
+
     for line in sys.stdin:
         if not line.strip():
             continue
