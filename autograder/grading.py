@@ -151,8 +151,6 @@ def review_reasons(report: dict) -> list[str]:
         for cell, why in sorted(entry.get("tampered", {}).items()):
             reasons.append(f"{notebook}/{cell}: {'; '.join(why)}")
         reasons += [f"{notebook}: {event}" for event in entry.get("events", [])]
-        if not entry.get("sandbox", True):
-            reasons.append(f"{notebook}: graded WITHOUT a sandbox")
     return reasons
 
 

@@ -166,6 +166,18 @@ def test_bad_input_gets_one_line_and_exit_2(tmp_path, argv, message):
     assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
 
 
+def test_grade_refuses_without_a_sandbox(monkeypatch, tmp_path, capsys):
+    from autograder import sandbox
+
+    root = scratch_course(course(), tmp_path / "course", [A])
+    _submit(root, "alice", _answers(_right))
+    monkeypatch.setattr(sandbox, "unavailable_reason", lambda: "bubblewrap (bwrap) is not installed")
+    assert main(["--course", str(root), "grade", A]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to run student code outside a sandbox" in err and "--unsafe-no-sandbox" in err
+    assert not (root / "autograded").exists()
+
+
 def test_source_notebook_that_is_not_json(tmp_path):
     root = scratch_course(course(), tmp_path / "course", [A])
     (root / "source" / A / NB).write_text("{ oops")
