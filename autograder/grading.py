@@ -5,6 +5,7 @@ import csv
 from concurrent.futures import Future, ThreadPoolExecutor
 import io
 import json
+import os
 import shutil
 import tempfile
 import warnings
@@ -211,6 +212,15 @@ def _record_failure(course: Course, assignment: str, student: str, why: str) -> 
     (dest / REPORT_FILE).write_text(json.dumps({"review": [why], "integrity": {}}, indent=1))
 
 
+def worker_env(jobs: int) -> dict[str, str]:
+    """The workers' environment: with N jobs, each kernel's math libraries get cores / N threads
+    (unless OMP_NUM_THREADS is set), so parallel torch kernels do not oversubscribe the CPU."""
+    env = clean_env()
+    if jobs > 1 and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    return env
+
+
 def grade(
     course: Course, assignment: str, students: list[str] | None = None, settings: GradeSettings | None = None
 ) -> GradeRun:
@@ -234,7 +244,8 @@ def grade(
     limit = settings.time_limit or max(600.0, 4.0 * cell_timeout)
     with tempfile.TemporaryDirectory(prefix="autograder-grade-") as tmp:
         tmp_path = Path(tmp)
-        workers = start_workers(min(settings.jobs, len(gradeable)), clean_env(), tmp_path)
+        env = worker_env(settings.jobs)
+        workers = start_workers(min(settings.jobs, len(gradeable)), env, tmp_path)
         try:
             # Register the current source (cells, points, hidden tests) in the real gradebook,
             # without touching the committed release/; meanwhile build the scratch template.
@@ -271,7 +282,7 @@ def grade(
             except Exception as exc:  # the gradebook write failed: say so, keep going
                 run.problems.append(f"{result.student}: could not record the grade: {exc}")
 
-        run_jobs(jobs, make_job, on_result, settings.jobs, limit, clean_env(), tmp_path, started=workers)
+        run_jobs(jobs, make_job, on_result, settings.jobs, limit, env, tmp_path, started=workers)
     run.grades = read_grades(course.root, assignment, sorted(run.graded))
     return run
 
