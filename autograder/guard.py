@@ -333,11 +333,11 @@ class GuardedExecute(Execute):
         before = self._probe()
         if before is None:
             return self._flag(cell, grade_id, ["the kernel did not answer the integrity probe before this test"],
-                              resources, run=False)
+                              resources)
         reasons = differences(self._baseline, before)
         if reasons:
             # The hidden test is never sent to a kernel that has been tampered with.
-            return self._flag(cell, grade_id, reasons, resources, run=False)
+            return self._flag(cell, grade_id, reasons, resources)
         original = cell.source
         self._token, self._token_seen = f"autograder-end-{secrets.token_hex(16)}", False
         # The trailing ';' keeps the write's return value from becoming an execute_result, which
@@ -361,7 +361,7 @@ class GuardedExecute(Execute):
         else:
             reasons += differences(self._baseline, after)
         if reasons:
-            return self._flag(cell, grade_id, reasons, resources, run=True)
+            return self._flag(cell, grade_id, reasons, resources)
         return cell, resources
 
     def _run(self, cell, resources, index):
@@ -379,7 +379,7 @@ class GuardedExecute(Execute):
             self._events.append(self._dead)
             return cell, resources
 
-    def _flag(self, cell, grade_id, reasons, resources, run):
+    def _flag(self, cell, grade_id, reasons, resources):
         self._cells[grade_id] = reasons
         cell.outputs.append(_error(
             "AutograderTamperError",

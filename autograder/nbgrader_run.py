@@ -63,13 +63,6 @@ def generate(root: Path, assignment: str, release_dir: Path | None = None) -> No
     run_nbgrader(root, *args)
 
 
-def autograde(root: Path, assignment: str, students: list[str] | None = None) -> str:
-    args = ["autograde", assignment, "--force"]
-    for student in students or []:
-        args.append(f"--student={student}")
-    return run_nbgrader(root, *args)
-
-
 def scratch_course(course: Course, where: Path, assignments: list[str]) -> Path:
     """A throw-away copy of the course (config and sources only) under ``where``."""
     where.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import nbformat
 from . import notebook as nbu
 from .course import Course
 from .grading import GradeSettings, grade as grade_course, sandbox_setting
-from .nbgrader_run import SubmissionGrade, generate, read_grades, scratch_course
+from .nbgrader_run import SubmissionGrade, generate, scratch_course
 
 REFERENCE, BLANK = "reference", "blank"
 
@@ -98,7 +98,7 @@ def grade_submissions(
         settings = GradeSettings(jobs=rehearsal_jobs(), sandbox=sandbox_setting(True, required=False))
         graded = grade_course(Course.load(root), assignment, list(submissions), settings)
         results = {}
-        for grade in read_grades(root, assignment, list(submissions)):
+        for grade in graded.grades:
             errors = {}
             for path in (root / "autograded" / grade.student / assignment).glob("*.ipynb"):
                 errors.update(_errors(path))
