@@ -5,6 +5,7 @@ instructor notebooks, ``release/`` the generated student versions, and
 ``submitted/``, ``autograded/``, ``feedback/`` and ``gradebook.db`` are created
 by grading (and ignored by git).
 """
+
 import os
 
 c = get_config()  # noqa: F821 -- injected by traitlets when this file is loaded

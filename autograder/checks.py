@@ -3,6 +3,7 @@
 Every check works on a scratch copy of the course, so the real gradebook,
 ``submitted/`` and ``release/`` are never touched.
 """
+
 from __future__ import annotations
 
 import filecmp
@@ -117,7 +118,11 @@ def grading_checks(course: Course, scratch: Path, assignment: str) -> list[Check
 
     auto = [c for c in ref.cells if c.auto]
     errors = graded[REFERENCE].errors
-    short = [f"{c.cell} {c.score:g}/{c.max_score:g} ({errors.get(c.cell, 'no error shown')[:160]})" for c in auto if c.score != c.max_score]
+    short = [
+        f"{c.cell} {c.score:g}/{c.max_score:g} ({errors.get(c.cell, 'no error shown')[:160]})"
+        for c in auto
+        if c.score != c.max_score
+    ]
     got, auto_max = sum(c.score or 0 for c in auto), sum(c.max_score for c in auto)
     detail = f"{got:g}/{auto_max:g} autograded points"
     if len(auto) < len(ref.cells):
@@ -127,7 +132,9 @@ def grading_checks(course: Course, scratch: Path, assignment: str) -> list[Check
     results.append(CheckResult(assignment, "reference-full-marks", not short and auto_max > 0, detail))
 
     earned = [f"{c.cell} {c.score:g}/{c.max_score:g}" for c in blank.cells if c.score]
-    detail = "earned: " + ", ".join(earned) if earned else f"0/{blank.max_score:g} on all {len(blank.cells)} graded cells"
+    detail = (
+        "earned: " + ", ".join(earned) if earned else f"0/{blank.max_score:g} on all {len(blank.cells)} graded cells"
+    )
     results.append(CheckResult(assignment, "blank-scores-zero", not earned, detail))
 
     flagged = [f"{s}: {r}" for s in (REFERENCE, BLANK) for r in graded[s].review]
@@ -143,11 +150,17 @@ def run_checks(course: Course, assignments: list[str]) -> list[CheckResult]:
         scratch = scratch_course(course, Path(tmp) / "course", assignments)
         for assignment in assignments:
             if not course.path("release", assignment).is_dir():
-                results.append(CheckResult(assignment, "release-exists", False, "no release/ folder (run `autograder build`)"))
+                results.append(
+                    CheckResult(assignment, "release-exists", False, "no release/ folder (run `autograder build`)")
+                )
             for static in (check_outputs_cleared, check_contract_graded, check_no_leaks):
                 try:
                     results.append(static(course, assignment))
                 except CourseError as exc:
-                    results.append(CheckResult(assignment, static.__name__.removeprefix("check_").replace("_", "-"), False, str(exc)))
+                    results.append(
+                        CheckResult(
+                            assignment, static.__name__.removeprefix("check_").replace("_", "-"), False, str(exc)
+                        )
+                    )
             results += grading_checks(course, scratch, assignment)
     return results

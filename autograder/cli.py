@@ -2,6 +2,7 @@
 
 Exit status: 0 all good, 1 a check failed, 2 bad input (one line on stderr says what).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,8 @@ from .checks import run_checks
 from .course import Course, CourseError
 from .feedback import generate_feedback
 from .grading import GradeSettings, export_csv, grade, sandbox_setting
-from .notebook import read_notebook
 from .nbgrader_run import NbgraderFailed, generate, scratch_course
+from .notebook import read_notebook
 from .rehearsal import BLANK, REFERENCE, reference_and_blank
 
 OK, FAILED, BAD_INPUT = 0, 1, 2
@@ -56,10 +57,16 @@ def cmd_grade(course: Course, args) -> int:
         raise CourseError(f"--jobs must be at least 1, not {args.jobs}")
     use_sandbox = sandbox_setting(not args.unsafe_no_sandbox)
     if not use_sandbox:
-        print("autograder: WARNING: grading WITHOUT a sandbox (--unsafe-no-sandbox): student code runs with "
-              "your rights and can read and change your files", file=sys.stderr)
+        print(
+            "autograder: WARNING: grading WITHOUT a sandbox (--unsafe-no-sandbox): student code runs with "
+            "your rights and can read and change your files",
+            file=sys.stderr,
+        )
     settings = GradeSettings(
-        jobs=args.jobs, sandbox=use_sandbox, cell_timeout=args.timeout, time_limit=args.time_limit,
+        jobs=args.jobs,
+        sandbox=use_sandbox,
+        cell_timeout=args.timeout,
+        time_limit=args.time_limit,
         memory=int(args.memory * 2**30),
     )
     start = time.perf_counter()
@@ -141,8 +148,11 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--timeout", type=int, metavar="S", help="seconds per cell (default: c.Execute.timeout)")
     g.add_argument("--time-limit", type=float, metavar="S", help="seconds per submission (default: 4 x timeout)")
     g.add_argument("--memory", type=float, default=16, metavar="GIB", help="memory limit per kernel (GiB)")
-    g.add_argument("--unsafe-no-sandbox", action="store_true",
-                   help="run student code WITHOUT the bubblewrap sandbox (only if it cannot run here)")
+    g.add_argument(
+        "--unsafe-no-sandbox",
+        action="store_true",
+        help="run student code WITHOUT the bubblewrap sandbox (only if it cannot run here)",
+    )
     g.set_defaults(func=cmd_grade)
 
     f = sub.add_parser("feedback", help="per-student HTML feedback (results, points, messages; no hidden tests)")

@@ -10,6 +10,7 @@ Every reference the helpers rely on (``type``, ``math.isclose``, ``numpy.allclos
 when this module is imported. The grader imports it before any student code runs and checks,
 around every test cell, that nothing in this module has been replaced since.
 """
+
 from __future__ import annotations
 
 import builtins as _builtins
@@ -35,17 +36,38 @@ _np_array = _np.array
 _np_allclose = _np.allclose
 _np_isfinite = _np.isfinite
 _np_all = _np.all
+_np_abs = _np.abs
+_np_max = _np.max
+_inf = _float("inf")
 _ndarray = _np.ndarray
 _np_float_types = (_np.float16, _np.float32, _np.float64, _np.longdouble)
 _np_int_types = (
-    _np.int8, _np.int16, _np.int32, _np.int64, _np.uint8, _np.uint16, _np.uint32, _np.uint64,
+    _np.int8,
+    _np.int16,
+    _np.int32,
+    _np.int64,
+    _np.uint8,
+    _np.uint16,
+    _np.uint32,
+    _np.uint64,
 )
 _np_bool = _np.bool_
 _np_str = _np.str_
 
 __all__ = [
-    "as_bool", "as_int", "as_float", "as_str", "as_array", "plain",
-    "expect", "expect_equal", "expect_close", "expect_all_close", "expect_choice",
+    "as_array",
+    "as_bool",
+    "as_float",
+    "as_int",
+    "as_str",
+    "expect",
+    "expect_all_close",
+    "expect_choice",
+    "expect_close",
+    "expect_equal",
+    "nearest_mistake",
+    "plain",
+    "relative_distance",
 ]
 
 
@@ -200,3 +222,51 @@ def expect_choice(answer: object, correct: str, mistakes: dict, what: str = "you
     letter = as_str(answer, what)
     if letter != correct:
         _fail(mistakes.get(letter, f"{what} {letter!r} is not one of the offered letters"))
+
+
+def relative_distance(actual: object, expected: object, scale: float | None = None) -> float:
+    """Largest element-wise difference over the size of ``expected`` (its largest magnitude), in float64.
+
+    Infinite when the shapes differ or ``actual`` is not finite. ``scale`` fixes the denominator, so
+    that several candidates are measured with one ruler.
+    """
+    a = as_array(actual, "your array")
+    e = as_array(expected, "the expected array")
+    if a.shape != e.shape or not _bool(_np_all(_np_isfinite(a))):
+        return _inf
+    if a.size == 0:
+        return 0.0
+    size = _float(_np_max(_np_abs(e))) if scale is None else _float(scale)
+    return _float(_np_max(_np_abs(a - e))) / (size if size > 1e-300 else 1.0)
+
+
+def nearest_mistake(
+    actual: object, right: object, mistakes: dict, within: float = 1e-3, margin: float = 10.0
+) -> str | None:
+    """The name of the mistake in ``mistakes`` (name -> value it would produce) that ``actual`` matches.
+
+    Judged by relative distance in float64, on one scale (the right value's largest magnitude), not by
+    one absolute tolerance, so that float32 rounding, thread counts and BLAS kernels cannot change
+    which mistake is named. A mistake is named only when ``actual`` lies within ``within`` of it and at
+    least ``margin`` times nearer to it than to the right value and to every other candidate;
+    candidates that coincide with the right value for these inputs are never named. ``None``
+    otherwise: the answer is wrong in a way no candidate explains (or it is right).
+    """
+    e = as_array(right, "the expected array")
+    size = _float(_np_max(_np_abs(e))) if e.size else 1.0
+    distinct = {}
+    for name, value in mistakes.items():
+        c = as_array(value, f"candidate {name}")
+        if relative_distance(c, e, size) > within * margin:
+            distinct[name] = relative_distance(actual, c, size)
+    to_right = relative_distance(actual, e, size)
+    best = None
+    for name, d in distinct.items():
+        if best is None or d < distinct[best]:
+            best = name
+    if best is None or distinct[best] > within or distinct[best] * margin > to_right:
+        return None
+    for name, d in distinct.items():
+        if name != best and distinct[best] * margin > d:
+            return None
+    return best

@@ -3,6 +3,7 @@
 Kept in the repository so a fresh clone can check itself; ``tests/test_contract.py``
 keeps it in agreement with the contract document when that document is present.
 """
+
 from __future__ import annotations
 
 GRADED_NAMES: dict[str, tuple[str, ...]] = {

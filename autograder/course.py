@@ -1,4 +1,5 @@
 """The course directory: where it is, which assignments it has, and its folders."""
+
 from __future__ import annotations
 
 import os
@@ -23,7 +24,7 @@ class Course:
     assignments: tuple[str, ...]
 
     @classmethod
-    def load(cls, root: str | os.PathLike | None = None) -> "Course":
+    def load(cls, root: str | os.PathLike | None = None) -> Course:
         """Read ``nbgrader_config.py`` from ``root`` (default: search upwards from cwd)."""
         root_path = Path(root).resolve() if root else find_root(Path.cwd())
         try:

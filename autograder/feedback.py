@@ -7,6 +7,7 @@ answers. It is written where ``nbgrader release_feedback`` looks for it:
 ``feedback/<student>/<A>/<notebook>.html`` with the submission's ``timestamp.txt`` and
 ``submission_secret.txt`` beside it.
 """
+
 from __future__ import annotations
 
 import html
@@ -75,7 +76,8 @@ def _answers(autograded: Path) -> list[tuple[str, str]]:
     """The student's own answer cells (grade id, source): theirs to see, nothing hidden."""
     nb = nbformat.read(autograded, as_version=4)
     return [
-        (nbu.cell_id(c), c.source) for c in nb.cells
+        (nbu.cell_id(c), c.source)
+        for c in nb.cells
         if c.get("metadata", {}).get("nbgrader", {}).get("solution") and nbu.cell_id(c)
     ]
 
@@ -148,7 +150,11 @@ def generate_feedback(course: Course, assignment: str, students: list[str] | Non
                 continue
             cells = {c.cell: (c.score, c.max_score) for c in g.cells if c.notebook == source_nb.stem}
             page = render(
-                assignment, student, source_nb.stem, items(autograded, cells), _answers(autograded),
+                assignment,
+                student,
+                source_nb.stem,
+                items(autograded, cells),
+                _answers(autograded),
                 [r for r in review if r.startswith((f"{source_nb.stem}/", f"{source_nb.stem}:", "not graded"))],
             )
             path = dest / f"{source_nb.stem}.html"

@@ -1,8 +1,8 @@
 """``autograder grade`` and ``autograder export``: real submissions into the real gradebook."""
+
 from __future__ import annotations
 
 import csv
-from concurrent.futures import Future, ThreadPoolExecutor
 import io
 import json
 import os
@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import warnings
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,6 @@ from . import sandbox
 from .course import Course, CourseError
 from .nbgrader_run import SubmissionGrade, clean_env, generate, read_grades, scratch_course
 from .pool import JobResult, run_jobs, start_workers
-
 
 REPORT_FILE = "autograder-report.json"
 
@@ -74,7 +74,9 @@ def inspect_submission(course: Course, assignment: str, student: str) -> tuple[b
                 f"{student}: {source_path.name}: cells deleted ({', '.join(missing)}); graded with the originals restored"
             )
         if doubled:
-            problems.append(f"{student}: {source_path.name}: cells duplicated ({', '.join(doubled)}); only the first counts")
+            problems.append(
+                f"{student}: {source_path.name}: cells duplicated ({', '.join(doubled)}); only the first counts"
+            )
     return True, problems
 
 
@@ -171,7 +173,10 @@ def _merge(course: Course, assignment: str, student: str, job_root: Path, reason
             for nb in sub.notebooks
         }
     tampered = {reason.split("/", 1)[0].split(":", 1)[0] for reason in reasons}
-    with warnings.catch_warnings(), Gradebook(f"sqlite:///{course.path('gradebook.db')}", course.course_id or None) as gb:
+    with (
+        warnings.catch_warnings(),
+        Gradebook(f"sqlite:///{course.path('gradebook.db')}", course.course_id or None) as gb,
+    ):
         warnings.simplefilter("ignore")  # SQLAlchemy's autoflush notices inside nbgrader's own API
         gb.update_or_create_student(student)
         real = gb.update_or_create_submission(assignment, student, timestamp=timestamp)
@@ -197,7 +202,10 @@ def _record_failure(course: Course, assignment: str, student: str, why: str) -> 
     """A submission that could not be graded: zero on every autograded cell, flagged for review."""
     from nbgrader.api import Gradebook
 
-    with warnings.catch_warnings(), Gradebook(f"sqlite:///{course.path('gradebook.db')}", course.course_id or None) as gb:
+    with (
+        warnings.catch_warnings(),
+        Gradebook(f"sqlite:///{course.path('gradebook.db')}", course.course_id or None) as gb,
+    ):
         warnings.simplefilter("ignore")
         gb.update_or_create_student(student)
         sub = gb.update_or_create_submission(assignment, student)
@@ -252,9 +260,7 @@ def grade(
             with ThreadPoolExecutor(max_workers=1) as background:
                 registered = background.submit(generate, course.root, assignment, tmp_path / "release")
                 template = _template(course, assignment, tmp_path / "template", registered)
-            jobs = [
-                (s, _job_folder(course, assignment, s, template, tmp_path / "jobs" / s)) for s in gradeable
-            ]
+            jobs = [(s, _job_folder(course, assignment, s, template, tmp_path / "jobs" / s)) for s in gradeable]
         except BaseException:
             for worker in workers:
                 worker.stop(kill=True)
@@ -262,8 +268,13 @@ def grade(
 
         def make_job(student: str, root: Path) -> dict:
             return {
-                "root": str(root), "assignment": assignment, "student": student, "timeout": cell_timeout,
-                "sandbox": settings.sandbox, "memory": settings.memory, "cpu": settings.cpu,
+                "root": str(root),
+                "assignment": assignment,
+                "student": student,
+                "timeout": cell_timeout,
+                "sandbox": settings.sandbox,
+                "memory": settings.memory,
+                "cpu": settings.cpu,
             }
 
         def on_result(result: JobResult) -> None:
@@ -296,10 +307,17 @@ def export_csv(course: Course) -> str:
         raise CourseError(f"no gradebook at {course.path('gradebook.db')} (grade something first)")
     for assignment in course.assignments:
         for g in read_grades(course.root, assignment):
-            writer.writerow([
-                assignment, g.student, f"{g.score:g}", f"{g.max_score:g}", str(g.needs_manual).lower(),
-                str(g.flagged).lower(), " | ".join(saved_review(course, assignment, g.student)),
-            ])
+            writer.writerow(
+                [
+                    assignment,
+                    g.student,
+                    f"{g.score:g}",
+                    f"{g.max_score:g}",
+                    str(g.needs_manual).lower(),
+                    str(g.flagged).lower(),
+                    " | ".join(saved_review(course, assignment, g.student)),
+                ]
+            )
     return out.getvalue()
 
 

@@ -21,6 +21,7 @@ A probe runs in the student's own interpreter, so a determined student who has r
 could still write code that fools it; what it rules out is every generic trick (see the catalogue
 in ``tests/test_hostile.py``), and the sandbox bounds what any code can reach.
 """
+
 from __future__ import annotations
 
 import ast
@@ -41,15 +42,62 @@ from .sandbox import SandboxedKernelManager, unavailable_reason
 ALWAYS_WATCHED = ("builtins", "math", "numpy", "numpy.testing", "autograder.compare")
 # Builtins a test may call directly; a student's own function of that name hides the real one.
 JUDGING_BUILTINS = (
-    "isinstance", "issubclass", "type", "len", "abs", "round", "float", "int", "str", "bool", "all", "any",
-    "repr", "print", "min", "max", "sum", "sorted", "hasattr", "getattr", "set", "list", "dict", "tuple",
-    "zip", "range", "enumerate", "iter", "next", "id", "callable", "vars", "__import__", "compile", "exec",
-    "eval", "AssertionError", "Exception",
+    "isinstance",
+    "issubclass",
+    "type",
+    "len",
+    "abs",
+    "round",
+    "float",
+    "int",
+    "str",
+    "bool",
+    "all",
+    "any",
+    "repr",
+    "print",
+    "min",
+    "max",
+    "sum",
+    "sorted",
+    "hasattr",
+    "getattr",
+    "set",
+    "list",
+    "dict",
+    "tuple",
+    "zip",
+    "range",
+    "enumerate",
+    "iter",
+    "next",
+    "id",
+    "callable",
+    "vars",
+    "__import__",
+    "compile",
+    "exec",
+    "eval",
+    "AssertionError",
+    "Exception",
 )
 SHELL_METHODS = (
-    "run_cell", "run_cell_async", "run_ast_nodes", "run_code", "transform_cell", "transform_ast",
-    "showtraceback", "_showtraceback", "showsyntaxerror", "user_expressions", "ex", "ev", "should_run_async",
-    "_run_cell", "get_exception_only", "init_user_ns",
+    "run_cell",
+    "run_cell_async",
+    "run_ast_nodes",
+    "run_code",
+    "transform_cell",
+    "transform_ast",
+    "showtraceback",
+    "_showtraceback",
+    "showsyntaxerror",
+    "user_expressions",
+    "ex",
+    "ev",
+    "should_run_async",
+    "_run_cell",
+    "get_exception_only",
+    "init_user_ns",
 )
 KERNEL_METHODS = ("do_execute", "execute_request", "send_response", "_publish_execute_input", "_publish_status")
 PROBE_MARK = "AUTOGRADER-PROBE"
@@ -58,7 +106,7 @@ PER_REQUEST = {("builtins", "input"), ("builtins", "raw_input"), ("getpass", "ge
 
 # The probe is sent as source every time (nothing of it lives in the kernel between probes) and
 # prints one JSON line between two marks.
-PROBE_CODE = r'''
+PROBE_CODE = r"""
 def __autograder_probe(watched, judging, shell_methods, kernel_methods, mark):
     import sys, json, builtins, threading
     def ids(d):
@@ -111,18 +159,29 @@ try:
     __autograder_probe(%s, %s, %s, %s, %r)
 finally:
     del __autograder_probe
-'''
+"""
 
 
 def guarded_autograde_preprocessors() -> list:
     """nbgrader's autograde pipeline with :class:`GuardedExecute` in place of ``Execute``."""
     from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.preprocessors import (
-        AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput, SaveAutoGrades,
+        AssignLatePenalties,
+        CheckCellMetadata,
+        IgnorePattern,
+        LimitOutput,
+        SaveAutoGrades,
     )
 
-    return [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
-            AssignLatePenalties, CheckCellMetadata]
+    return [
+        GuardedExecute,
+        IgnorePattern,
+        ClearMetadataPreprocessor,
+        LimitOutput,
+        SaveAutoGrades,
+        AssignLatePenalties,
+        CheckCellMetadata,
+    ]
 
 
 def watched_modules(sources: list[str]) -> list[str]:
@@ -161,8 +220,7 @@ def differences(baseline: dict, now: dict) -> list[str]:
             found.append(f"module {module} was replaced in sys.modules")
             continue
         changed = sorted(
-            name for name, ident in attrs.items()
-            if current[1].get(name) != ident and (module, name) not in PER_REQUEST
+            name for name, ident in attrs.items() if current[1].get(name) != ident and (module, name) not in PER_REQUEST
         )
         if changed:
             found.append(f"{module}.{', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''} replaced or deleted")
@@ -170,9 +228,13 @@ def differences(baseline: dict, now: dict) -> list[str]:
         if now["sys"].get(name) != ident:
             found.append(f"sys.{name} was replaced")
     shell, shell_now = baseline["shell"], now["shell"]
-    for key, label in (("cleanup", "an IPython input transformer"), ("post", "an IPython input transformer"),
-                       ("ast", "an IPython AST transformer"), ("manager", "IPython's input transformer manager"),
-                       ("id", "the IPython shell")):
+    for key, label in (
+        ("cleanup", "an IPython input transformer"),
+        ("post", "an IPython input transformer"),
+        ("ast", "an IPython AST transformer"),
+        ("manager", "IPython's input transformer manager"),
+        ("id", "the IPython shell"),
+    ):
         if shell_now.get(key) != shell[key]:
             found.append(f"{label} was added or replaced")
     for event, callbacks in shell["events"].items():
@@ -270,7 +332,10 @@ class GuardedExecute(Execute):
 
         try:
             await self.kc.execute_interactive(
-                probe_code(self._watched), silent=True, store_history=False, output_hook=hook,
+                probe_code(self._watched),
+                silent=True,
+                store_history=False,
+                output_hook=hook,
                 timeout=self.probe_timeout,
             )
         except (TimeoutError, DeadKernelError, RuntimeError):
@@ -312,10 +377,13 @@ class GuardedExecute(Execute):
         if total > self.max_output_bytes:
             if cell_index not in self._truncated:
                 self._truncated.add(cell_index)
-                outs.append(NotebookNode(
-                    output_type="stream", name="stdout",
-                    text=f"\n[autograder: output beyond {self.max_output_bytes} bytes dropped]\n",
-                ))
+                outs.append(
+                    NotebookNode(
+                        output_type="stream",
+                        name="stdout",
+                        text=f"\n[autograder: output beyond {self.max_output_bytes} bytes dropped]\n",
+                    )
+                )
             return None
         return super().output(outs, msg, display_id, cell_index)
 
@@ -332,8 +400,9 @@ class GuardedExecute(Execute):
         grade_id = cell.metadata["nbgrader"].get("grade_id", f"cell {index}")
         before = self._probe()
         if before is None:
-            return self._flag(cell, grade_id, ["the kernel did not answer the integrity probe before this test"],
-                              resources)
+            return self._flag(
+                cell, grade_id, ["the kernel did not answer the integrity probe before this test"], resources
+            )
         reasons = differences(self._baseline, before)
         if reasons:
             # The hidden test is never sent to a kernel that has been tampered with.
@@ -353,8 +422,9 @@ class GuardedExecute(Execute):
         failed = any(o.get("output_type") == "error" for o in cell.outputs)
         reasons = []
         if not failed and not token_seen:
-            reasons.append("the test cell did not run to its end (its code was rewritten or cut short, "
-                           "or its output was faked)")
+            reasons.append(
+                "the test cell did not run to its end (its code was rewritten or cut short, or its output was faked)"
+            )
         after = self._probe()
         if after is None:
             reasons.append("the kernel did not answer the integrity probe after this test")
@@ -381,11 +451,14 @@ class GuardedExecute(Execute):
 
     def _flag(self, cell, grade_id, reasons, resources):
         self._cells[grade_id] = reasons
-        cell.outputs.append(_error(
-            "AutograderTamperError",
-            "this test's result cannot be trusted and earns no points: " + "; ".join(reasons)
-            + ". The submission is flagged for the instructor's review.",
-        ))
+        cell.outputs.append(
+            _error(
+                "AutograderTamperError",
+                "this test's result cannot be trusted and earns no points: "
+                + "; ".join(reasons)
+                + ". The submission is flagged for the instructor's review.",
+            )
+        )
         return cell, resources
 
     def _write_report(self, nb, resources) -> None:

@@ -1,4 +1,5 @@
 """Running nbgrader's own commands, and reading its gradebook."""
+
 from __future__ import annotations
 
 import os
@@ -46,9 +47,7 @@ def clean_env() -> dict[str, str]:
 def run_nbgrader(root: Path, *args: str, timeout: float | None = None) -> str:
     """Run ``nbgrader ARGS`` in course directory ``root``; return its log."""
     cmd = [sys.executable, "-m", "nbgrader", *args]
-    proc = subprocess.run(
-        cmd, cwd=root, env=clean_env(), capture_output=True, text=True, timeout=timeout
-    )
+    proc = subprocess.run(cmd, cwd=root, env=clean_env(), capture_output=True, text=True, timeout=timeout)
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
         raise NbgraderFailed(f"nbgrader {' '.join(args)} failed (exit {proc.returncode}): {_cause(log)}", log)
@@ -117,7 +116,11 @@ def read_grades(root: Path, assignment: str, students: list[str] | None = None) 
                     )
             results.append(
                 SubmissionGrade(
-                    assignment, student, float(sub.score), float(sub.max_score), tuple(cells),
+                    assignment,
+                    student,
+                    float(sub.score),
+                    float(sub.max_score),
+                    tuple(cells),
                     any(nb.flagged for nb in sub.notebooks),
                 )
             )

@@ -1,4 +1,5 @@
 """Reading notebooks and their nbgrader cell markup."""
+
 from __future__ import annotations
 
 import json
@@ -133,6 +134,5 @@ def mentions(cell, name: str) -> bool:
 
 def has_outputs(nb) -> bool:
     return any(
-        c.get("cell_type") == "code" and (c.get("outputs") or c.get("execution_count") is not None)
-        for c in nb.cells
+        c.get("cell_type") == "code" and (c.get("outputs") or c.get("execution_count") is not None) for c in nb.cells
     )

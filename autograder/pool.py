@@ -4,6 +4,7 @@ Every submission gets its own time limit: a worker that exceeds it, or dies, is 
 sandboxed kernel and replaced, and only that submission is lost. Results come back through a
 private pipe, so nothing a student prints can pose as one.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .worker import RESULT
 
@@ -41,8 +42,12 @@ class Worker:
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "autograder.worker"],
-            stdin=subprocess.PIPE, stdout=self._log, stderr=self._log, env=env,
-            pass_fds=(write_fd,), start_new_session=True,
+            stdin=subprocess.PIPE,
+            stdout=self._log,
+            stderr=self._log,
+            env=env,
+            pass_fds=(write_fd,),
+            start_new_session=True,
         )
         os.close(write_fd)
         self._results = os.fdopen(read_fd, "rb")
@@ -61,7 +66,7 @@ class Worker:
                 line, self._buffer = self._buffer.split(b"\n", 1)
                 text = line.decode(errors="replace")
                 if text.startswith(RESULT):
-                    return json.loads(text[len(RESULT):])
+                    return json.loads(text[len(RESULT) :])
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -130,8 +135,12 @@ def run_jobs(
                     worker.stop(kill=True)
                     worker = None
                 result = JobResult(
-                    student, root, bool(answer.get("ok")), answer.get("error", ""),
-                    time.monotonic() - start, bool(answer.get("timed_out")),
+                    student,
+                    root,
+                    bool(answer.get("ok")),
+                    answer.get("error", ""),
+                    time.monotonic() - start,
+                    bool(answer.get("timed_out")),
                 )
                 with lock:
                     results.append(result)

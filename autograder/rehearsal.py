@@ -2,6 +2,7 @@
 
 Nothing here touches the real course's gradebook, ``submitted/`` or ``release/``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -15,7 +16,8 @@ import nbformat
 
 from . import notebook as nbu
 from .course import Course
-from .grading import GradeSettings, grade as grade_course, sandbox_setting
+from .grading import GradeSettings, sandbox_setting
+from .grading import grade as grade_course
 from .nbgrader_run import SubmissionGrade, generate, scratch_course
 
 REFERENCE, BLANK = "reference", "blank"

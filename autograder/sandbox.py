@@ -8,6 +8,7 @@ It has no network (its own empty network namespace), its own process tree, and r
 on memory, CPU time, file size and open files. The grader talks to it over Unix sockets in
 a private folder, so no TCP port is opened either.
 """
+
 from __future__ import annotations
 
 import functools
@@ -26,9 +27,20 @@ from traitlets import Bool, Dict, Integer, Unicode
 BWRAP = "bwrap"
 SYSTEM_DIRS = ("/usr", "/opt/conda")  # /opt/conda: the course image's environment
 ETC_FILES = (
-    "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/passwd",
-    "/etc/group", "/etc/nsswitch.conf", "/etc/hosts", "/etc/ssl", "/etc/ca-certificates",
-    "/etc/fonts", "/etc/alternatives", "/etc/mime.types", "/etc/matplotlibrc",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/hosts",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/fonts",
+    "/etc/alternatives",
+    "/etc/mime.types",
+    "/etc/matplotlibrc",
 )
 # Only these reach the kernel from the grader's environment (tokens and the like stay outside).
 ENV_KEEP_PREFIXES = ("LC_", "COURSE_", "HF_", "TRANSFORMERS_", "OMP_", "MKL_", "CUDA_", "NVIDIA_")
@@ -51,8 +63,21 @@ def unavailable_reason() -> str | None:
     exe = shutil.which(BWRAP)
     if exe is None:
         return "bubblewrap (bwrap) is not installed; on Debian/Ubuntu: apt-get install bubblewrap"
-    probe = [exe, "--ro-bind", "/usr", "/usr", *_merged_usr_links(), "--proc", "/proc", "--dev", "/dev",
-             "--unshare-all", "--die-with-parent", "--", "/usr/bin/true"]
+    probe = [
+        exe,
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        *_merged_usr_links(),
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--unshare-all",
+        "--die-with-parent",
+        "--",
+        "/usr/bin/true",
+    ]
     try:
         proc = subprocess.run(probe, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -114,11 +139,28 @@ def wrap(cmd: list[str], workdir: str, socket_dir: str, env: dict[str, str], lim
     args = [
         # RLIMIT_DATA, not RLIMIT_AS: it caps what the kernel can really allocate, while CUDA's
         # huge PROT_NONE address-space reservations (the GPU lab) stay possible.
-        "prlimit", f"--data={limits.memory}", f"--cpu={limits.cpu_seconds}", f"--fsize={limits.file_size}",
-        f"--nofile={limits.open_files}", "--core=0", "--",
+        "prlimit",
+        f"--data={limits.memory}",
+        f"--cpu={limits.cpu_seconds}",
+        f"--fsize={limits.file_size}",
+        f"--nofile={limits.open_files}",
+        "--core=0",
+        "--",
         shutil.which(BWRAP) or BWRAP,
-        "--unshare-all", "--unshare-user", "--die-with-parent", "--clearenv",
-        "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", home, "--tmpfs", "/dev/shm",
+        "--unshare-all",
+        "--unshare-user",
+        "--die-with-parent",
+        "--clearenv",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+        "--dir",
+        home,
+        "--tmpfs",
+        "/dev/shm",
         *_merged_usr_links(),
     ]
     for path in readonly_paths():

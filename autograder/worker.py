@@ -7,6 +7,7 @@ the worker never sees the real gradebook, and nbgrader's own autograde pipeline 
 restore locked cells, execute, score) runs unchanged except that execution is
 :class:`autograder.guard.GuardedExecute`. nbgrader is imported once per worker, not per student.
 """
+
 from __future__ import annotations
 
 import json

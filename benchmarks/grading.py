@@ -8,6 +8,7 @@ nbgrader alone (one process, one submission after another, no sandbox, no integr
 once by ``autograder grade --jobs N`` (sandboxed, probed, N workers). It prints wall time,
 seconds per submission and the ratio, and checks both gave every student the same score.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,9 +80,7 @@ def main() -> int:
             plain = classroom(course, assignment, Path(tmp) / "plain", args.copies, plain=True)
             ours = classroom(course, assignment, Path(tmp) / "ours", args.copies)
             serial = timed([sys.executable, "-m", "nbgrader", "autograde", assignment, "--force"], plain)
-            parallel = timed(
-                [sys.executable, "-m", "autograder", "grade", assignment, "--jobs", str(args.jobs)], ours
-            )
+            parallel = timed([sys.executable, "-m", "autograder", "grade", assignment, "--jobs", str(args.jobs)], ours)
             same = scores(plain, assignment) == scores(ours, assignment)
             n = args.copies
             print(

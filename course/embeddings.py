@@ -7,12 +7,13 @@ not padded to the longest one; a few thousand tweets take seconds on a CPU.
 With ``cache="embeddings.npz"`` the result is stored in that file (next to the notebook)
 and read back on the next run when the texts, model and settings are the same.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -72,7 +73,9 @@ def embed(
     starts = range(0, len(texts), batch_size)
     for start in tqdm(starts, desc="embed", disable=not progress, leave=False):
         idx = order[start : start + batch_size]
-        batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        batch = tokenizer(
+            [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
         batch = {k: v.to(device) for k, v in batch.items()}
         pooled = mean_pool(model(**batch).last_hidden_state, batch["attention_mask"])
         if normalize:

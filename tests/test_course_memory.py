@@ -1,4 +1,5 @@
 """course.memory: the inventory, its floor and the measured footprint, on small models and on MiniLM in 4 bits."""
+
 from __future__ import annotations
 
 import math
@@ -61,7 +62,10 @@ def test_shared_parameters_are_counted_once():
 
 
 def test_lora_and_pooler_kinds():
-    assert memory.module_kind("bert.encoder.layer.0.attention.self.query.lora_A.default", nn.Linear(4, 2)) == "lora adapter"
+    assert (
+        memory.module_kind("bert.encoder.layer.0.attention.self.query.lora_A.default", nn.Linear(4, 2))
+        == "lora adapter"
+    )
     assert memory.module_kind("bert.pooler.dense", nn.Linear(4, 4)) == "pooler"
     assert memory.module_kind("lm_head", nn.Linear(4, 4)) == "head"
     assert memory.module_kind("encoder.dropout", nn.Dropout()) == "other"
@@ -69,11 +73,14 @@ def test_lora_and_pooler_kinds():
 
 @pytest.mark.parametrize("double_quant", [False, True])
 def test_4bit_linear_layers(double_quant):
-    bnb = pytest.importorskip("bitsandbytes")
+    import bitsandbytes as bnb
+
     d_in, d_out = 256, 128
     model = nn.Sequential()
-    model.add_module("attention", bnb.nn.Linear4bit(d_in, d_out, compute_dtype=torch.float32,
-                                                   compress_statistics=double_quant, quant_type="nf4"))
+    model.add_module(
+        "attention",
+        bnb.nn.Linear4bit(d_in, d_out, compute_dtype=torch.float32, compress_statistics=double_quant, quant_type="nf4"),
+    )
     model.add_module("norm", nn.LayerNorm(d_out))
     model = model.to("cpu")  # bitsandbytes quantizes the weight when it is moved to a device
     inv = {e.name: e for e in memory.parameter_inventory(model)}
@@ -99,7 +106,8 @@ def test_4bit_linear_layers(double_quant):
 
 
 def test_minilm_in_4_bits_weighs_its_floor():
-    transformers = pytest.importorskip("transformers")
+    import transformers
+
     from course.models import load_classifier
 
     config = transformers.BitsAndBytesConfig(

@@ -1,4 +1,5 @@
 """course.models: the bundled MiniLM loads offline, by its alias or by path (the hub code path)."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,6 +24,11 @@ def test_classifier_heads_are_seeded():
 
 
 def test_an_unknown_hub_id_offline_fails_clearly(monkeypatch):
+    import huggingface_hub.constants
+
+    # huggingface_hub reads the variable once, at import: set the constant too, or the call waits
+    # on the network for its time-outs.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(OSError):
         models.load_tokenizer("no-such-org/no-such-model")

@@ -1,4 +1,5 @@
 """course.train on a tiny randomly initialised BERT: it learns, it measures, it refuses nonsense."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,14 @@ def tokenizer():
 
 def tiny_model(tokenizer, seed=0):
     torch.manual_seed(seed)
-    config = transformers.BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
-                                     num_attention_heads=2, intermediate_size=64, num_labels=2)
+    config = transformers.BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=2,
+    )
     return transformers.BertForSequenceClassification(config)
 
 
@@ -28,8 +35,15 @@ LABELS = [1, 1, 0, 0] * 8
 
 def test_training_lowers_the_loss_and_learns_a_separable_task(tokenizer):
     model = tiny_model(tokenizer)
-    result = train(model, tokenizer, TEXTS, LABELS, TEXTS[:8], LABELS[:8],
-                   TrainConfig(epochs=6, batch_size=8, lr=3e-3, progress=False))
+    result = train(
+        model,
+        tokenizer,
+        TEXTS,
+        LABELS,
+        TEXTS[:8],
+        LABELS[:8],
+        TrainConfig(epochs=6, batch_size=8, lr=3e-3, progress=False),
+    )
     assert result.steps == 6 * 4 == len(result.train_loss)
     assert np.mean(result.train_loss[-4:]) < np.mean(result.train_loss[:4])
     assert [step for step, _ in result.val_loss] == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24]
@@ -38,8 +52,12 @@ def test_training_lowers_the_loss_and_learns_a_separable_task(tokenizer):
 
 
 def test_same_seed_same_run(tokenizer):
-    runs = [train(tiny_model(tokenizer), tokenizer, TEXTS, LABELS, config=TrainConfig(epochs=1, batch_size=8, progress=False))
-            for _ in range(2)]
+    runs = [
+        train(
+            tiny_model(tokenizer), tokenizer, TEXTS, LABELS, config=TrainConfig(epochs=1, batch_size=8, progress=False)
+        )
+        for _ in range(2)
+    ]
     assert runs[0].train_loss == runs[1].train_loss
 
 

@@ -4,6 +4,7 @@ deploy/kubernetes/values.yaml (Zero to JupyterHub), its Dockerfile and manifests
 data; deploy/jupyterhub/jupyterhub_config.py and its nbgrader layers are executed against a
 plain traitlets ``Config``, as JupyterHub and nbgrader would load them.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,7 +13,6 @@ import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
 import yaml
 from traitlets.config import Config
 
@@ -24,10 +24,6 @@ HUB_CONFIG = HUB / "jupyterhub_config.py"
 COURSE_ID = "lora-qlora"
 # Where the Dockerfile copies deploy/jupyterhub/config inside the image.
 IMAGE_LAYERS = "/etc/jupyter/lora-qlora"
-
-needs_hub = pytest.mark.skipif(
-    not HUB_CONFIG.exists(), reason="deploy/jupyterhub/jupyterhub_config.py is not there yet"
-)
 
 
 def _yaml_docs(path: Path) -> list[dict]:
@@ -43,7 +39,9 @@ def _profiles() -> list[dict]:
 
 
 def _gpu_profile() -> dict:
-    gpu = [p for p in _profiles() if "nvidia.com/gpu" in p.get("kubespawner_override", {}).get("extra_resource_limits", {})]
+    gpu = [
+        p for p in _profiles() if "nvidia.com/gpu" in p.get("kubespawner_override", {}).get("extra_resource_limits", {})
+    ]
     assert len(gpu) == 1, "exactly one profile asks for a GPU"
     return gpu[0]
 
@@ -78,7 +76,7 @@ def _extra_config(name: str) -> str:
 def _host_path(image_path: str) -> Path:
     """A path under the image's config layers, as a path of the repository."""
     assert image_path.startswith(IMAGE_LAYERS + "/"), image_path
-    return HUB / "config" / image_path[len(IMAGE_LAYERS) + 1:]
+    return HUB / "config" / image_path[len(IMAGE_LAYERS) + 1 :]
 
 
 # --- the image ---------------------------------------------------------------------------
@@ -188,7 +186,9 @@ def test_gpu_profile_adds_shm_without_losing_home_and_exchange():
     storage = _values()["singleuser"]["storage"]
     c = Config()
     # What the chart's jupyterhub_config.py sets before extraConfig runs.
-    c.KubeSpawner.volumes = [{"name": "volume-{user_server}", "persistentVolumeClaim": {"claimName": "claim-{user_server}"}}]
+    c.KubeSpawner.volumes = [
+        {"name": "volume-{user_server}", "persistentVolumeClaim": {"claimName": "claim-{user_server}"}}
+    ]
     c.KubeSpawner.volumes.extend(storage["extraVolumes"])
     c.KubeSpawner.volume_mounts = [{"name": "volume-{user_server}", "mountPath": storage["homeMountPath"]}]
     c.KubeSpawner.volume_mounts.extend(storage["extraVolumeMounts"])
@@ -209,7 +209,11 @@ def test_exchange_volume_is_mounted_at_the_hubs_exchange_root(monkeypatch):
     root = _hub_exchange_root(monkeypatch)
     singleuser = _values()["singleuser"]
     assert singleuser["extraEnv"]["NBGRADER_EXCHANGE_ROOT"] == root
-    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in singleuser["storage"]["extraVolumes"] if "persistentVolumeClaim" in v}
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"]
+        for v in singleuser["storage"]["extraVolumes"]
+        if "persistentVolumeClaim" in v
+    }
     mount = next(m for m in singleuser["storage"]["extraVolumeMounts"] if m["mountPath"] == root)
     claim = claims[mount["name"]]
 
@@ -228,7 +232,10 @@ def test_exchange_volume_is_mounted_at_the_hubs_exchange_root(monkeypatch):
 
 def _service_env() -> dict:
     deployment = next(d for d in _yaml_docs(K8S / "course-service.yaml") if d["kind"] == "Deployment")
-    return {e["name"]: e.get("value", e.get("valueFrom")) for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    return {
+        e["name"]: e.get("value", e.get("valueFrom"))
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
 
 
 def test_formgrader_service_is_registered_and_wired():
@@ -265,7 +272,9 @@ def test_pre_spawn_hook_gives_each_role_its_layers():
     hook = c.KubeSpawner.pre_spawn_hook
 
     def layers(*groups):
-        spawner = SimpleNamespace(user=SimpleNamespace(groups=[SimpleNamespace(name=g) for g in groups]), environment={})
+        spawner = SimpleNamespace(
+            user=SimpleNamespace(groups=[SimpleNamespace(name=g) for g in groups]), environment={}
+        )
         hook(spawner)
         return spawner.environment["JUPYTER_CONFIG_PATH"].split(":")
 
@@ -285,7 +294,6 @@ def test_idle_servers_are_culled():
 # --- the single-machine hub (deploy/jupyterhub) ------------------------------------------
 
 
-@needs_hub
 def test_single_machine_hub_has_the_course_service_groups_and_exchange(monkeypatch):
     c = _exec_config(HUB_CONFIG, monkeypatch=monkeypatch)
     services = {s["name"]: s for s in c.JupyterHub.services}
@@ -302,7 +310,6 @@ def test_single_machine_hub_has_the_course_service_groups_and_exchange(monkeypat
     assert _values()["singleuser"]["extraEnv"]["NBGRADER_EXCHANGE_ROOT"] == exchange
 
 
-@needs_hub
 def test_kubernetes_mirrors_the_single_machine_groups(monkeypatch):
     c = _exec_config(HUB_CONFIG, monkeypatch=monkeypatch)
     assert set(_values()["hub"]["config"]["JupyterHub"]["load_groups"]) == set(c.JupyterHub.load_groups)
@@ -316,12 +323,22 @@ def test_kubernetes_mirrors_the_single_machine_groups(monkeypatch):
 def test_instructor_guide_points_at_real_files_and_a_valid_site_file():
     text = (ROOT / "docs" / "instructor.md").read_text()
     paths = set(re.findall(r"\b(deploy/[\w./-]+\w)", text))
-    assert {"deploy/kubernetes/values.yaml", "deploy/kubernetes/exchange-pvc.yaml", "deploy/kubernetes/course-service.yaml",
-            "deploy/kubernetes/Dockerfile", "deploy/jupyterhub/jupyterhub_config.py"} <= paths
+    assert {
+        "deploy/kubernetes/values.yaml",
+        "deploy/kubernetes/exchange-pvc.yaml",
+        "deploy/kubernetes/course-service.yaml",
+        "deploy/kubernetes/Dockerfile",
+        "deploy/jupyterhub/jupyterhub_config.py",
+    } <= paths
     for path in paths:
         assert (ROOT / path).exists(), f"docs/instructor.md names {path}, which does not exist"
-    assert re.search(r"helm upgrade --install \S+ jupyterhub/jupyterhub .*--values deploy/kubernetes/values\.yaml", text.replace("\\\n", " "))
+    assert re.search(
+        r"helm upgrade --install \S+ jupyterhub/jupyterhub .*--values deploy/kubernetes/values\.yaml",
+        text.replace("\\\n", " "),
+    )
     # The example site file is valid YAML and fills exactly the groups the values define.
     site = yaml.safe_load(textwrap.dedent(re.search(r"```yaml\n(.*?)```", text, flags=re.S).group(1)))
-    assert set(site["hub"]["config"]["JupyterHub"]["load_groups"]) == set(_values()["hub"]["config"]["JupyterHub"]["load_groups"])
+    assert set(site["hub"]["config"]["JupyterHub"]["load_groups"]) == set(
+        _values()["hub"]["config"]["JupyterHub"]["load_groups"]
+    )
     assert site["singleuser"]["image"] == {k: _values()["singleuser"]["image"][k] for k in ("name", "tag")}

@@ -13,8 +13,9 @@ Needs Debian's Chromium and Playwright for Python (the browser is never download
     apt-get install -y chromium
     PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 .venv/bin/pip install playwright==1.65.2
 
-and skips, naming those commands, where either is missing.
+(``./setup`` installs both) and fails, naming those commands, where either is missing.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,7 +62,9 @@ def _source(cell: dict) -> str:
 
 def _answered_source(stub: str) -> str:
     """What the student leaves in the answer cell: the stub's comments, then the answer."""
-    kept = [line for line in stub.splitlines() if line.strip() not in ("# YOUR CODE HERE", "raise NotImplementedError()")]
+    kept = [
+        line for line in stub.splitlines() if line.strip() not in ("# YOUR CODE HERE", "raise NotImplementedError()")
+    ]
     return "\n".join(kept + [f'answer_q{ANSWERED} = "{LETTER}"'])
 
 
@@ -72,10 +75,11 @@ def _student_home(tmp_path: Path) -> Path:
     return home
 
 
+@pytest.mark.slow
 def test_student_answers_runs_all_and_validates_in_jupyterlab(tmp_path):
     reason = missing_requirement()
     if reason:
-        pytest.skip(reason)
+        pytest.fail(reason)
     from playwright.sync_api import expect, sync_playwright
 
     t0 = time.monotonic()
@@ -100,8 +104,10 @@ def test_student_answers_runs_all_and_validates_in_jupyterlab(tmp_path):
         old.unlink(missing_ok=True)
 
     # Chromium's crash reporter and caches write under the user's home: keep them in scratch.
-    browser_home = {var: str(scratch / "browser" / sub) for var, sub in
-                    (("HOME", "home"), ("XDG_CONFIG_HOME", "config"), ("XDG_CACHE_HOME", "cache"))}
+    browser_home = {
+        var: str(scratch / "browser" / sub)
+        for var, sub in (("HOME", "home"), ("XDG_CONFIG_HOME", "config"), ("XDG_CACHE_HOME", "cache"))
+    }
     for path in browser_home.values():
         Path(path).mkdir(parents=True)
     console: list[str] = []
@@ -111,8 +117,11 @@ def test_student_answers_runs_all_and_validates_in_jupyterlab(tmp_path):
         lab.start()
         with sync_playwright() as pw:
             browser = pw.chromium.launch(
-                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
-                env=marked_env(marker, **browser_home), timeout=STEP_MS,
+                executable_path=str(CHROMIUM),
+                args=CHROMIUM_ARGS,
+                headless=True,
+                env=marked_env(marker, **browser_home),
+                timeout=STEP_MS,
             )
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(STEP_MS)
@@ -171,7 +180,9 @@ def test_student_answers_runs_all_and_validates_in_jupyterlab(tmp_path):
                 assert failures.count() == len(unanswered_tests), text[:2000]
                 for grade_id in unanswered_tests:
                     n = grade_id.removeprefix("test_q")
-                    assert f"NameError: name 'answer_q{n}' is not defined" in text, f"{grade_id} not reported:\n{text[:3000]}"
+                    assert f"NameError: name 'answer_q{n}' is not defined" in text, (
+                        f"{grade_id} not reported:\n{text[:3000]}"
+                    )
                 assert f"name 'answer_q{ANSWERED}' is not defined" not in text
                 assert f"answer_q{ANSWERED} must be" not in text
 

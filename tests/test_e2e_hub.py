@@ -4,9 +4,10 @@ One instructor and two students, every step over HTTP through the hub's proxy: t
 releases 04_practice from the formgrader service; each student fetches it, answers in their own
 single-user server and submits (one right, one wrong); the instructor collects; the course's
 ``autograder`` grades and writes feedback; the formgrader releases it; each student fetches their
-own feedback and only theirs. About two minutes; skipped without jupyterhub or the proxy
-(``npm install --prefix .e2e/node configurable-http-proxy@5.2.0`` from the repository root).
+own feedback and only theirs. About two minutes. ``./setup`` installs what it needs (jupyterhub in
+the venv, configurable-http-proxy under ``.e2e/node``); without them it fails, saying what is missing.
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,20 +20,11 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
+import nbformat
 import pytest
 
+from autograder import notebook as nbu
 from e2e_support.hub import CHP_INSTALL, Hub, alive, find_jupyterhub, find_proxy, wait_for
-
-if find_jupyterhub() is None:
-    pytest.skip("jupyterhub is not installed in this environment (pip install jupyterhub==6.1.1)",
-                allow_module_level=True)
-if find_proxy() is None:
-    pytest.skip(f"configurable-http-proxy is not installed; from the repository root run: {CHP_INSTALL}",
-                allow_module_level=True)
-
-import nbformat  # noqa: E402 -- after the skips: a skipped module imports nothing heavy
-
-from autograder import notebook as nbu  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = "lora-qlora"
@@ -55,8 +47,13 @@ def right_letters() -> dict[int, str]:
 def max_score() -> float:
     """The assignment's total points, from the source notebook's nbgrader metadata."""
     src = nbformat.read(ROOT / "source" / A / NB, as_version=4)
-    return float(sum(c.metadata.get("nbgrader", {}).get("points", 0) for c in src.cells
-                     if c.metadata.get("nbgrader", {}).get("grade")))
+    return float(
+        sum(
+            c.metadata.get("nbgrader", {}).get("points", 0)
+            for c in src.cells
+            if c.metadata.get("nbgrader", {}).get("grade")
+        )
+    )
 
 
 def answers(student: str) -> dict[str, str]:
@@ -78,8 +75,16 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([*args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
+    # A machine set up by ./setup has both; a missing one is a broken set-up, not a reason to skip.
+    if find_jupyterhub() is None:
+        pytest.fail("jupyterhub is not installed in this environment: run ./setup (it installs the test extra)")
+    if find_proxy() is None:
+        pytest.fail(f"configurable-http-proxy is not installed; from the repository root run: {CHP_INSTALL}")
     where = tmp_path_factory.mktemp("e2e-hub")
     course = where / "course"
     course.mkdir()
@@ -94,8 +99,14 @@ def hub(tmp_path_factory):
                 h.spawn(user)
             for user in (TEACHER, RIGHT, WRONG):
                 h.wait_ready(user)
-            wait_for("the formgrader service", lambda: h.request(
-                "GET", f"{SERVICE}/formgrader/api/status", h.token(TEACHER), timeout=30).status_code == 200, 240)
+            wait_for(
+                "the formgrader service",
+                lambda: (
+                    h.request("GET", f"{SERVICE}/formgrader/api/status", h.token(TEACHER), timeout=30).status_code
+                    == 200
+                ),
+                240,
+            )
         except Exception as exc:
             raise AssertionError(f"the hub did not come up: {exc}\n--- end of {h.log} ---\n{h.log_tail()}") from exc
         h.track()
@@ -143,7 +154,10 @@ def test_people_sign_in_and_each_gets_the_right_tools(hub):
         assert r.status_code == 404, f"a student's server serves {path}: {r.status_code}"
     r = hub.request("GET", f"{SERVICE}/formgrader/api/status", hub.token(RIGHT), allow_redirects=False)
     assert r.status_code == 403, f"a student reached the formgrader service: {r.status_code}"
-    assert lab_disabled(hub, f"/user/{RIGHT}/lab", RIGHT) >= {"@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:course-list"}
+    assert lab_disabled(hub, f"/user/{RIGHT}/lab", RIGHT) >= {
+        "@jupyter/nbgrader:formgrader",
+        "@jupyter/nbgrader:course-list",
+    }
 
     # The instructor: the formgrader service, found by the course list on their own server.
     status = hub.request("GET", f"{SERVICE}/formgrader/api/status", hub.token(TEACHER))
@@ -164,8 +178,9 @@ def test_release_fetch_answer_submit_collect(hub):
     for student in (RIGHT, WRONG):
         token = hub.token(student)
         assert [(a["assignment_id"], a["status"]) for a in assignments(hub, student)] == [(A, "released")]
-        r = hub.request("POST", f"/user/{student}/assignments/fetch", token,
-                        data={"course_id": COURSE, "assignment_id": A})
+        r = hub.request(
+            "POST", f"/user/{student}/assignments/fetch", token, data={"course_id": COURSE, "assignment_id": A}
+        )
         fetched = [a for a in ok_json(r, f"{student} fetches")["value"] if a["status"] == "fetched"]
         assert [a["path"] for a in fetched] == [f"{COURSE}/{A}"], fetched
         assert (hub.home(student) / COURSE / A / NB).is_file()
@@ -181,14 +196,19 @@ def test_release_fetch_answer_submit_collect(hub):
         assert r.status_code == 200, f"{student} saves: {r.status_code} {r.text[:500]}"
 
     # The right answers pass the visible checks of the Validate button.
-    r = hub.request("POST", f"/user/{RIGHT}/assignments/validate", hub.token(RIGHT),
-                    data={"path": f"{COURSE}/{A}/{NB}"})
+    r = hub.request(
+        "POST", f"/user/{RIGHT}/assignments/validate", hub.token(RIGHT), data={"path": f"{COURSE}/{A}/{NB}"}
+    )
     result = ok_json(r, "validate")["value"]
     assert not (result.get("failed") or result.get("changed") or result.get("type_changed")), result
 
     for student in (RIGHT, WRONG):
-        r = hub.request("POST", f"/user/{student}/assignments/submit", hub.token(student),
-                        data={"course_id": COURSE, "assignment_id": A})
+        r = hub.request(
+            "POST",
+            f"/user/{student}/assignments/submit",
+            hub.token(student),
+            data={"course_id": COURSE, "assignment_id": A},
+        )
         submitted = [a for a in ok_json(r, f"{student} submits")["value"] if a["status"] == "submitted"]
         assert [s["student_id"] for a in submitted for s in a["submissions"]] == [student], submitted
 
@@ -233,8 +253,12 @@ def test_each_student_fetches_their_own_feedback_only(hub):
 
     html = {}
     for student in (RIGHT, WRONG):
-        r = hub.request("POST", f"/user/{student}/assignments/fetch_feedback", hub.token(student),
-                        data={"course_id": COURSE, "assignment_id": A})
+        r = hub.request(
+            "POST",
+            f"/user/{student}/assignments/fetch_feedback",
+            hub.token(student),
+            data={"course_id": COURSE, "assignment_id": A},
+        )
         listing = ok_json(r, f"{student} fetches feedback")["value"]
         subs = [s for a in listing if a["status"] == "submitted" for s in a["submissions"]]
         assert [s["has_local_feedback"] for s in subs] == [True], subs

@@ -8,6 +8,7 @@ Every path and port below has an environment override (``COURSE_HUB_*``, ``COURS
 ``NBGRADER_EXCHANGE_ROOT``) so the end-to-end test can run this very file in a scratch
 folder on 127.0.0.1; the defaults are the real deployment's.
 """
+
 import os
 import sys
 

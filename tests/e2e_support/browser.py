@@ -12,6 +12,7 @@ environment, which lets ``reap(marker)`` prove that none outlives the test.
 Nothing here downloads anything: the browser is ``/usr/bin/chromium`` (``apt-get install -y
 chromium``), never one fetched by Playwright.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,7 @@ CHROMIUM_ARGS = [
 ]
 PLAYWRIGHT_PIN = "1.65.2"
 INSTALL_HINT = (
-    "apt-get install -y chromium && "
+    "./setup --no-demo, or apt-get install -y chromium && "
     f"PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 .venv/bin/pip install playwright=={PLAYWRIGHT_PIN}"
 )
 
@@ -117,8 +118,14 @@ def reap(marker: str, grace: float = 15.0) -> list[str]:
 class JupyterLab:
     """A JupyterLab server for one test; use as a context manager."""
 
-    def __init__(self, home: Path, scratch: Path, marker: str, start_timeout: float = 180.0,
-                 config_path: list[Path] | tuple[Path, ...] = ()):
+    def __init__(
+        self,
+        home: Path,
+        scratch: Path,
+        marker: str,
+        start_timeout: float = 180.0,
+        config_path: list[Path] | tuple[Path, ...] = (),
+    ):
         self.home = home
         self.config_path = list(config_path)
         self.scratch = scratch
@@ -155,7 +162,9 @@ class JupyterLab:
         for d in dirs.values():
             d.mkdir(parents=True, exist_ok=True)
         # The answer a student gives the first time: no news. Otherwise its toast covers the page.
-        notification = dirs["JUPYTERLAB_SETTINGS_DIR"] / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+        notification = (
+            dirs["JUPYTERLAB_SETTINGS_DIR"] / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+        )
         notification.parent.mkdir(parents=True, exist_ok=True)
         notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
         bindir = str(Path(sys.executable).parent)
@@ -174,7 +183,9 @@ class JupyterLab:
 
     def _command(self) -> list[str]:
         return [
-            sys.executable, "-m", "jupyterlab",
+            sys.executable,
+            "-m",
+            "jupyterlab",
             "--no-browser",
             "--allow-root",
             "--ServerApp.ip=127.0.0.1",
@@ -194,14 +205,19 @@ class JupyterLab:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, resp.read()
 
-    def start(self) -> "JupyterLab":
+    def start(self) -> JupyterLab:
         # A free port can be taken between choosing it and binding it: try a few.
         for _attempt in range(3):
             self.port = free_port()
             log = self.log_path.open("ab")
             self.proc = subprocess.Popen(
-                self._command(), cwd=self.home, env=self._env(),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                self._command(),
+                cwd=self.home,
+                env=self._env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
             log.close()
             if self._wait_ready():
@@ -251,7 +267,7 @@ class JupyterLab:
                 pass
         self.proc = None
 
-    def __enter__(self) -> "JupyterLab":
+    def __enter__(self) -> JupyterLab:
         return self.start()
 
     def __exit__(self, *exc) -> None:

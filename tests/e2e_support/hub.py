@@ -6,6 +6,7 @@ layer: a shared-password login, home folders under the scratch folder, and a dri
 token spawns servers and mints people's API tokens. Every process it causes carries a tag in its
 environment, so ``stop()`` finds and kills all of them, orphans included, and can prove it.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_CONFIG = ROOT / "deploy" / "jupyterhub" / "jupyterhub_config.py"
 CHP_VERSION = "5.2.0"
-CHP_INSTALL = f"npm install --prefix .e2e/node configurable-http-proxy@{CHP_VERSION}"
+CHP_INSTALL = f"./setup --no-demo (or: npm install --prefix .e2e/node configurable-http-proxy@{CHP_VERSION})"
 TAG = "LORA_QLORA_E2E_HUB"
 
 
@@ -133,10 +134,12 @@ def wait_for(what: str, check, timeout: float, interval: float = 0.5):
         except (requests.RequestException, OSError, ValueError, KeyError) as exc:
             last = exc
         time.sleep(interval)
-    raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}" + (f" (last error: {last!r})" if last else ""))
+    raise TimeoutError(
+        f"gave up after {timeout:.0f} s waiting for {what}" + (f" (last error: {last!r})" if last else "")
+    )
 
 
-TEST_LAYER = '''\
+TEST_LAYER = """\
 # The shipped configuration, then only what a test machine without Unix accounts needs.
 import json, os
 c = get_config()
@@ -164,7 +167,7 @@ c.JupyterHub.load_roles.append({{
     "services": ["e2e-driver"],
     "scopes": ["admin:users", "admin:servers", "tokens", "admin:groups", "list:services", "read:services"],
 }})
-'''
+"""
 
 
 class Hub:
@@ -218,7 +221,11 @@ class Hub:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(find_jupyterhub()), "-f", str(self.config)],
-                cwd=self.data, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=self.data,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.hub_proc = identity(self.proc.pid)
         if self.hub_proc:
@@ -286,7 +293,8 @@ class Hub:
         return s.post(
             f"{self.base}/hub/login",
             data={"username": user, "password": password, "_xsrf": s.cookies.get("_xsrf", "")},
-            allow_redirects=False, timeout=60,
+            allow_redirects=False,
+            timeout=60,
         )
 
     def spawn(self, user: str) -> None:

@@ -1,4 +1,5 @@
 """nbgrader settings every server of the hub shares: the students' and the formgrader's."""
+
 import os
 
 c = get_config()  # noqa: F821 -- injected by traitlets when this file is loaded

@@ -1,4 +1,5 @@
 """nbgrader settings for people's own servers (not the formgrader service)."""
+
 import os
 
 c = get_config()  # noqa: F821 -- injected by traitlets when this file is loaded
