@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import nbformat
 from . import notebook as nbu
 from .course import Course, CourseError
 from .grading import saved_review
+from .intake import IntakeError, copy_plain_file
 from .nbgrader_run import read_grades
 
 PASSED, FAILED, MANUAL, FLAGGED = "passed", "failed", "graded by hand", "not trusted"
@@ -141,9 +143,14 @@ def generate_feedback(course: Course, assignment: str, students: list[str] | Non
             shutil.rmtree(dest)
         dest.mkdir(parents=True)
         for name in ("timestamp.txt", "submission_secret.txt"):
+            # nbgrader's release_feedback reads these; they sit in the student's folder, so a link
+            # there (to the gradebook, say) must not be copied into what the student gets back.
             src = course.path("submitted", student, assignment, name)
-            if src.is_file():
-                shutil.copy2(src, dest / name)
+            if src.exists() or src.is_symlink():
+                try:
+                    copy_plain_file(src, dest / name, max_bytes=4096)
+                except IntakeError as exc:
+                    print(f"{student}: {exc}; not copied into their feedback", file=sys.stderr)
         for source_nb in course.source_notebooks(assignment):
             autograded = course.path("autograded", student, assignment, source_nb.name)
             if not autograded.is_file():

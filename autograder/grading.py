@@ -17,6 +17,7 @@ from pathlib import Path
 from . import notebook as nbu
 from . import sandbox
 from .course import Course, CourseError
+from .intake import IntakeError, copy_submission
 from .nbgrader_run import SubmissionGrade, clean_env, generate, read_grades, scratch_course
 from .pool import JobResult, run_jobs, start_workers
 
@@ -39,22 +40,36 @@ def find_students(course: Course, assignment: str, students: list[str] | None, r
     if not submitted.is_dir():
         raise CourseError(f"no submissions folder {submitted} (collect submissions first)")
     if not students:
-        found = sorted(p.parent.name for p in submitted.glob(f"*/{assignment}") if p.is_dir())
+        # A linked student folder is still listed, so that intake refuses it by name and flags it.
+        found = sorted(p.parent.name for p in submitted.glob(f"*/{assignment}") if p.is_dir() or p.is_symlink())
         if not found:
             raise CourseError(f"no submissions of {assignment} under {submitted}")
         return found
     present = []
     for student in students:
-        if (submitted / student / assignment).is_dir():
+        folder = submitted / student / assignment
+        if folder.is_dir() or folder.is_symlink():
             present.append(student)
         else:
             run.problems.append(f"{student}: no submission folder {submitted / student / assignment}")
     return present
 
 
-def inspect_submission(course: Course, assignment: str, student: str) -> tuple[bool, list[str]]:
-    """(gradeable, problems) for one submission, compared with the source notebooks."""
-    folder = course.path("submitted", student, assignment)
+def take_in(course: Course, assignment: str, student: str, where: Path) -> Path:
+    """The student's submission copied to ``where`` with plain files only (``IntakeError`` otherwise).
+
+    The student's own folder must not be a link either: ``submitted/<student>`` is theirs to shape.
+    """
+    student_dir = course.path("submitted", student)
+    if student_dir.is_symlink():
+        raise IntakeError(f"submitted/{student} is a symbolic link")
+    where.parent.mkdir(parents=True, exist_ok=True)
+    copy_submission(student_dir / assignment, where)
+    return where
+
+
+def inspect_submission(course: Course, assignment: str, student: str, folder: Path) -> tuple[bool, list[str]]:
+    """(gradeable, problems) for one submission, taken in at ``folder``, compared with the source notebooks."""
     problems = []
     for source_path in course.source_notebooks(assignment):
         path = folder / source_path.name
@@ -136,9 +151,9 @@ def _template(course: Course, assignment: str, where: Path, registered: Future) 
     return root
 
 
-def _job_folder(course: Course, assignment: str, student: str, template: Path, where: Path) -> Path:
+def _job_folder(assignment: str, student: str, taken_in: Path, template: Path, where: Path) -> Path:
     shutil.copytree(template, where)
-    shutil.copytree(course.path("submitted", student, assignment), where / "submitted" / student / assignment)
+    shutil.copytree(taken_in, where / "submitted" / student / assignment)
     return where
 
 
@@ -242,16 +257,21 @@ def grade(
     (assignment,) = course.resolve([assignment])
     run = GradeRun()
     candidates = find_students(course, assignment, students, run)
-    gradeable = []
-    for student in candidates:
-        ok, problems = inspect_submission(course, assignment, student)
-        run.problems += problems
-        if ok:
-            gradeable.append(student)
     cell_timeout = settings.cell_timeout or _cell_timeout(course)
     limit = settings.time_limit or max(600.0, 4.0 * cell_timeout)
     with tempfile.TemporaryDirectory(prefix="autograder-grade-") as tmp:
         tmp_path = Path(tmp)
+        gradeable, taken_in, refused = [], {}, {}
+        for student in candidates:
+            try:
+                taken_in[student] = take_in(course, assignment, student, tmp_path / "intake" / student)
+            except IntakeError as exc:
+                refused[student] = f"not graded: the submission folder was refused: {exc}"
+                continue
+            ok, problems = inspect_submission(course, assignment, student, taken_in[student])
+            run.problems += problems
+            if ok:
+                gradeable.append(student)
         env = worker_env(settings.jobs)
         workers = start_workers(min(settings.jobs, len(gradeable)), env, tmp_path)
         try:
@@ -260,7 +280,12 @@ def grade(
             with ThreadPoolExecutor(max_workers=1) as background:
                 registered = background.submit(generate, course.root, assignment, tmp_path / "release")
                 template = _template(course, assignment, tmp_path / "template", registered)
-            jobs = [(s, _job_folder(course, assignment, s, template, tmp_path / "jobs" / s)) for s in gradeable]
+            jobs = [(s, _job_folder(assignment, s, taken_in[s], template, tmp_path / "jobs" / s)) for s in gradeable]
+            for student, why in refused.items():  # the assignment is registered by now
+                _record_failure(course, assignment, student, why)
+                run.problems.append(f"{student}: {why}; scored zero and flagged")
+                run.review[student] = [why]
+                run.graded.append(student)
         except BaseException:
             for worker in workers:
                 worker.stop(kill=True)
