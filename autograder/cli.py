@@ -14,7 +14,7 @@ from pathlib import Path
 from .checks import run_checks
 from .course import Course, CourseError
 from .feedback import generate_feedback
-from .grading import GradeSettings, export_csv, grade, sandbox_setting
+from .grading import GradeSettings, GradingEnvironmentError, export_csv, grade, sandbox_setting
 from .nbgrader_run import NbgraderFailed, generate, scratch_course
 from .notebook import read_notebook
 from .rehearsal import BLANK, REFERENCE, reference_and_blank
@@ -175,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         course = Course.load(args.course)
         return args.func(course, args)
+    except GradingEnvironmentError as exc:  # before CourseError: the environment, not the input, is wrong
+        print(f"autograder: error: {exc}", file=sys.stderr)
+        return FAILED
     except CourseError as exc:
         print(f"autograder: error: {exc}", file=sys.stderr)
         return BAD_INPUT

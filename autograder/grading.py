@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import warnings
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,6 +23,12 @@ from .nbgrader_run import SubmissionGrade, clean_env, generate, read_grades, scr
 from .pool import JobResult, run_jobs, start_workers
 
 REPORT_FILE = "autograder-report.json"
+# The instructor's own solutions, graded beside the students as a check of this environment.
+REFERENCE_STUDENT = "autograder-reference-check"
+
+
+class GradingEnvironmentError(CourseError):
+    """The reference solution would not earn full marks here: no grade was written."""
 
 
 @dataclass
@@ -105,6 +112,10 @@ class GradeSettings:
     time_limit: float | None = None  # seconds per submission; None: derived from the cell timeout
     memory: int = 16 * 2**30
     cpu: int = 3600
+    # Grade the source notebooks too and write nothing unless they earn full marks: a broken
+    # environment (a package the kernel cannot import, a sandbox that hides the course) must not
+    # give a whole class zero with exit status 0.
+    check_reference: bool = True
 
 
 def sandbox_setting(requested: bool, required: bool = True) -> bool:
@@ -155,6 +166,30 @@ def _job_folder(assignment: str, student: str, taken_in: Path, template: Path, w
     shutil.copytree(template, where)
     shutil.copytree(taken_in, where / "submitted" / student / assignment)
     return where
+
+
+def reference_problem(assignment: str, result: JobResult) -> str | None:
+    """Why the reference solution's grading shows a broken environment, or None when it earned full marks."""
+    if not result.ok:
+        return f"it could not be graded ({result.error})"
+    reasons = review_reasons(integrity(result.root))
+    if reasons:
+        return f"the integrity probes flagged it ({reasons[0]})"
+    graded = read_grades(result.root, assignment, [REFERENCE_STUDENT])
+    if not graded:
+        return "it has no grade"
+    lost = [c for c in graded[0].cells if c.auto and c.score != c.max_score]
+    if not lost:
+        return None
+    errors = {}
+    for path in (result.root / "autograded" / REFERENCE_STUDENT / assignment).glob("*.ipynb"):
+        errors.update(nbu.cell_errors(path))
+    first = lost[0].cell
+    return (
+        f"it lost points on {len(lost)} cell(s), first {first}: {errors.get(first, 'no error shown')[:300]}. "
+        "Is the course installed in this environment (pip install -e . in the course folder), and does "
+        "`autograder check` pass?"
+    )
 
 
 def integrity(job_root: Path) -> dict:
@@ -257,6 +292,8 @@ def grade(
     (assignment,) = course.resolve([assignment])
     run = GradeRun()
     candidates = find_students(course, assignment, students, run)
+    if REFERENCE_STUDENT in candidates:
+        raise CourseError(f"a submission folder is named {REFERENCE_STUDENT!r}, the name the grader's own check uses")
     cell_timeout = settings.cell_timeout or _cell_timeout(course)
     limit = settings.time_limit or max(600.0, 4.0 * cell_timeout)
     with tempfile.TemporaryDirectory(prefix="autograder-grade-") as tmp:
@@ -273,7 +310,8 @@ def grade(
             if ok:
                 gradeable.append(student)
         env = worker_env(settings.jobs)
-        workers = start_workers(min(settings.jobs, len(gradeable)), env, tmp_path)
+        check = settings.check_reference and bool(gradeable)
+        workers = start_workers(min(settings.jobs, len(gradeable) + check), env, tmp_path)
         try:
             # Register the current source (cells, points, hidden tests) in the real gradebook,
             # without touching the committed release/; meanwhile build the scratch template.
@@ -281,11 +319,12 @@ def grade(
                 registered = background.submit(generate, course.root, assignment, tmp_path / "release")
                 template = _template(course, assignment, tmp_path / "template", registered)
             jobs = [(s, _job_folder(assignment, s, taken_in[s], template, tmp_path / "jobs" / s)) for s in gradeable]
-            for student, why in refused.items():  # the assignment is registered by now
-                _record_failure(course, assignment, student, why)
-                run.problems.append(f"{student}: {why}; scored zero and flagged")
-                run.review[student] = [why]
-                run.graded.append(student)
+            if check:  # first in the queue, so that a broken environment stops the run early
+                reference = course.path("source", assignment)
+                folder = _job_folder(
+                    assignment, REFERENCE_STUDENT, reference, template, tmp_path / "jobs" / "_reference"
+                )
+                jobs.insert(0, (REFERENCE_STUDENT, folder))
         except BaseException:
             for worker in workers:
                 worker.stop(kill=True)
@@ -302,7 +341,9 @@ def grade(
                 "cpu": settings.cpu,
             }
 
-        def on_result(result: JobResult) -> None:
+        finished: list[JobResult] = []
+
+        def record(result: JobResult) -> None:
             try:
                 if result.ok:
                     reasons = review_reasons(integrity(result.root))
@@ -318,7 +359,32 @@ def grade(
             except Exception as exc:  # the gradebook write failed: say so, keep going
                 run.problems.append(f"{result.student}: could not record the grade: {exc}")
 
-        run_jobs(jobs, make_job, on_result, settings.jobs, limit, env, tmp_path, started=workers)
+        broken: list[str] = []
+        stop = threading.Event()
+
+        def collect(result: JobResult) -> None:
+            if result.student != REFERENCE_STUDENT:
+                finished.append(result)
+                return
+            problem = reference_problem(assignment, result)
+            if problem:
+                broken.append(problem)
+                stop.set()
+
+        run_jobs(jobs, make_job, collect, settings.jobs, limit, env, tmp_path, started=workers, stop=stop)
+        # Nothing reaches the gradebook unless the reference solution earned full marks here.
+        if broken:
+            raise GradingEnvironmentError(
+                f"the reference solution of {assignment} does not earn full marks in this grading environment: "
+                f"{broken[0]} No grade was written."
+            )
+        for student, why in refused.items():
+            _record_failure(course, assignment, student, why)
+            run.problems.append(f"{student}: {why}; scored zero and flagged")
+            run.review[student] = [why]
+            run.graded.append(student)
+        for result in finished:
+            record(result)
     run.grades = read_grades(course.root, assignment, sorted(run.graded))
     return run
 

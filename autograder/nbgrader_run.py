@@ -46,7 +46,7 @@ def clean_env() -> dict[str, str]:
 
 def run_nbgrader(root: Path, *args: str, timeout: float | None = None) -> str:
     """Run ``nbgrader ARGS`` in course directory ``root``; return its log."""
-    cmd = [sys.executable, "-m", "nbgrader", *args]
+    cmd = [sys.executable, "-P", "-m", "nbgrader", *args]  # -P: nothing in the course folder shadows a module
     proc = subprocess.run(cmd, cwd=root, env=clean_env(), capture_output=True, text=True, timeout=timeout)
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:

@@ -136,3 +136,17 @@ def has_outputs(nb) -> bool:
     return any(
         c.get("cell_type") == "code" and (c.get("outputs") or c.get("execution_count") is not None) for c in nb.cells
     )
+
+
+def cell_errors(path: Path) -> dict[str, str]:
+    """Each graded cell's error in an executed notebook: ``"Ename: message"``, or ``"stderr: ..."``."""
+    nb = nbformat.read(path, as_version=4)
+    found = {}
+    for cell in nb.cells:
+        cid = cell_id(cell)
+        for out in cell.get("outputs", []):
+            if cid and out.get("output_type") == "error":
+                found[cid] = f"{out.get('ename', '')}: {out.get('evalue', '')}"
+            elif cid and out.get("output_type") == "stream" and out.get("name") == "stderr":
+                found.setdefault(cid, "stderr: " + out.get("text", "")[:500])
+    return found

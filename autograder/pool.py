@@ -41,7 +41,8 @@ class Worker:
         env = dict(env, AUTOGRADER_RESULT_FD=str(write_fd))
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "autograder.worker"],
+            # -P: the grader's working folder is not on the path, so nothing there shadows a module.
+            [sys.executable, "-P", "-m", "autograder.worker"],
             stdin=subprocess.PIPE,
             stdout=self._log,
             stderr=self._log,
@@ -106,10 +107,12 @@ def run_jobs(
     env: dict[str, str],
     log_dir: Path,
     started: list[Worker] | None = None,
+    stop: threading.Event | None = None,
 ) -> list[JobResult]:
     """Grade ``jobs`` (student, scratch root) on ``workers`` processes; ``on_result`` runs serially.
 
     ``started``: workers already launched (see :func:`start_workers`), used before new ones.
+    ``stop``: once set, no further job is started (those running finish).
     """
     spare = list(started or [])
     todo: queue.Queue = queue.Queue()
@@ -122,7 +125,7 @@ def run_jobs(
         with lock:
             worker = spare.pop() if spare else None
         try:
-            while True:
+            while not (stop is not None and stop.is_set()):
                 try:
                     student, root = todo.get_nowait()
                 except queue.Empty:

@@ -55,19 +55,6 @@ def with_answers(nb, answers: dict[str, str]):
     return nb
 
 
-def _errors(path: Path) -> dict[str, str]:
-    nb = nbformat.read(path, as_version=4)
-    found = {}
-    for cell in nb.cells:
-        cid = nbu.cell_id(cell)
-        for out in cell.get("outputs", []):
-            if cid and out.get("output_type") == "error":
-                found[cid] = f"{out.get('ename', '')}: {out.get('evalue', '')}"
-            elif cid and out.get("output_type") == "stream" and out.get("name") == "stderr":
-                found.setdefault(cid, "stderr: " + out.get("text", "")[:500])
-    return found
-
-
 def grade_submissions(
     course: Course,
     assignment: str,
@@ -97,13 +84,15 @@ def grade_submissions(
         # The same guarded, sandboxed pipeline as real grading (the sandbox where bubblewrap runs:
         # these notebooks are the instructor's own), so a check that trips the integrity probes
         # on an honest notebook shows up here, before students meet it.
-        settings = GradeSettings(jobs=rehearsal_jobs(), sandbox=sandbox_setting(True, required=False))
+        settings = GradeSettings(
+            jobs=rehearsal_jobs(), sandbox=sandbox_setting(True, required=False), check_reference=False
+        )
         graded = grade_course(Course.load(root), assignment, list(submissions), settings)
         results = {}
         for grade in graded.grades:
             errors = {}
             for path in (root / "autograded" / grade.student / assignment).glob("*.ipynb"):
-                errors.update(_errors(path))
+                errors.update(nbu.cell_errors(path))
             results[grade.student] = Graded(grade, errors, tuple(graded.review.get(grade.student, ())))
         return results
 

@@ -12,7 +12,6 @@ a private folder, so no TCP port is opened either.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -100,11 +99,18 @@ def _merged_usr_links() -> list[str]:
 
 
 def _package_dirs(names: tuple[str, ...] = ("course", "autograder")) -> list[str]:
+    """Where the grader's own ``course`` and ``autograder`` packages live (both are mounted for the kernel).
+
+    Found beside this very file, never through ``sys.path``: a grader started from a folder that
+    holds a subfolder named ``course`` would otherwise mount that folder into every kernel.
+    """
+    here = Path(__file__).resolve().parent.parent
     dirs = []
     for name in names:
-        spec = importlib.util.find_spec(name)
-        if spec is not None and spec.submodule_search_locations:
-            dirs += [str(Path(p).resolve()) for p in spec.submodule_search_locations]
+        package = here / name
+        if not (package / "__init__.py").is_file():
+            raise RuntimeError(f"the grader's package {name!r} is not installed beside {here / 'autograder'}")
+        dirs.append(str(package))
     return dirs
 
 
@@ -128,6 +134,9 @@ def kernel_env(env: dict[str, str], home: str) -> dict[str, str]:
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
         PYTHONDONTWRITEBYTECODE="1",
+        # The working folder holds the student's files: it must never shadow a module on the path
+        # (a folder named autograder/ beside the notebook would replace the grader's checks).
+        PYTHONSAFEPATH="1",
     )
     kept.setdefault("MPLBACKEND", "Agg")
     return kept
