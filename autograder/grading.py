@@ -112,6 +112,7 @@ class GradeSettings:
     time_limit: float | None = None  # seconds per submission; None: derived from the cell timeout
     memory: int = 16 * 2**30
     cpu: int = 3600
+    disk: int = 4 * 2**30  # bytes one submission may write: its working folder, /tmp and /dev/shm
     # Grade the source notebooks too and write nothing unless they earn full marks: a broken
     # environment (a package the kernel cannot import, a sandbox that hides the course) must not
     # give a whole class zero with exit status 0.
@@ -371,7 +372,18 @@ def grade(
                 broken.append(problem)
                 stop.set()
 
-        run_jobs(jobs, make_job, collect, settings.jobs, limit, env, tmp_path, started=workers, stop=stop)
+        run_jobs(
+            jobs,
+            make_job,
+            collect,
+            settings.jobs,
+            limit,
+            env,
+            tmp_path,
+            started=workers,
+            stop=stop,
+            disk_limit=settings.disk,
+        )
         # Nothing reaches the gradebook unless the reference solution earned full marks here.
         if broken:
             raise GradingEnvironmentError(

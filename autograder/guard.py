@@ -280,6 +280,10 @@ class GuardedExecute(Execute):
     max_output_bytes = Integer(200_000, help="Output kept per cell; the rest is dropped.").tag(config=True)
     report_file = Unicode("", help="Where to write the integrity report (JSON), per notebook.").tag(config=True)
     probe_timeout = Integer(120).tag(config=True)
+    scratch_root = Unicode(
+        "",
+        help="Where the kernel's working, /tmp and /dev/shm folders are made (the job's folder, watched for disk use).",
+    ).tag(config=True)
     data_ignore = List(["*.ipynb", "timestamp.txt", "submission_secret.txt", ".ipynb_checkpoints"]).tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
@@ -300,13 +304,14 @@ class GuardedExecute(Execute):
         tests = [c.source for c in nb.cells if is_test_cell(c)]
         self._watched = watched_modules(tests)
         self._baseline = None
-        self._workdir = tempfile.mkdtemp(prefix="autograder-work-")
+        self._workdir = tempfile.mkdtemp(prefix="autograder-work-", dir=self.scratch_root or None)
         try:
             source_dir = Path((resources or {}).get("metadata", {}).get("path") or ".")
             self._copy_data(source_dir, Path(self._workdir))
             return super().preprocess(nb, resources, km)
         finally:
-            shutil.rmtree(self._workdir, ignore_errors=True)
+            for path in (self._workdir, f"{self._workdir}.tmp", f"{self._workdir}.shm"):
+                shutil.rmtree(path, ignore_errors=True)
             self._write_report(nb, resources)
 
     def _copy_data(self, src: Path, dest: Path) -> None:

@@ -33,6 +33,22 @@ class JobResult:
     timed_out: bool = False
 
 
+def disk_usage(root: Path, cap: int, max_files: int = 100_000) -> int:
+    """Bytes on disk under ``root`` (links not followed); past ``max_files`` entries, or once over
+    ``cap``, it stops counting and returns more than ``cap``."""
+    total, seen = 0, 0
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            seen += 1
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+            except OSError:
+                continue
+            if total > cap or seen > max_files:
+                return cap + 1
+    return total
+
+
 class Worker:
     """One ``python -m autograder.worker`` process and the read end of its result pipe."""
 
@@ -54,8 +70,9 @@ class Worker:
         self._results = os.fdopen(read_fd, "rb")
         self._buffer = b""
 
-    def run(self, job: dict, limit: float) -> dict:
-        """Send ``job``; its result, or ``{"ok": False, ...}`` after ``limit`` seconds or a crash."""
+    def run(self, job: dict, limit: float, disk_limit: int | None = None) -> dict:
+        """Send ``job``; its result, or ``{"ok": False, ...}`` after ``limit`` seconds, a crash, or more
+        than ``disk_limit`` bytes (or files) written under the job's folder."""
         try:
             self.proc.stdin.write((json.dumps(job) + "\n").encode())
             self.proc.stdin.flush()
@@ -72,7 +89,9 @@ class Worker:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return {"ok": False, "error": f"exceeded its time limit of {limit:g} s", "timed_out": True}
-            ready, _, _ = select.select([self._results], [], [], min(remaining, 5.0))
+            if disk_limit is not None and disk_usage(Path(job["root"]), disk_limit) > disk_limit:
+                return {"ok": False, "error": f"wrote more than {disk_limit / 2**30:g} GiB to disk", "crashed": True}
+            ready, _, _ = select.select([self._results], [], [], min(remaining, 2.0))
             if ready:
                 chunk = os.read(self._results.fileno(), 65536)
                 if not chunk:
@@ -108,11 +127,14 @@ def run_jobs(
     log_dir: Path,
     started: list[Worker] | None = None,
     stop: threading.Event | None = None,
+    disk_limit: int | None = None,
 ) -> list[JobResult]:
     """Grade ``jobs`` (student, scratch root) on ``workers`` processes; ``on_result`` runs serially.
 
     ``started``: workers already launched (see :func:`start_workers`), used before new ones.
     ``stop``: once set, no further job is started (those running finish).
+    ``disk_limit``: bytes a job may write under its folder (the kernel's working folder, /tmp and
+    /dev/shm live there); a job past it is killed with its sandbox.
     """
     spare = list(started or [])
     todo: queue.Queue = queue.Queue()
@@ -133,7 +155,7 @@ def run_jobs(
                 if worker is None:
                     worker = Worker(env, log_dir / f"worker-{number}.log")
                 start = time.monotonic()
-                answer = worker.run(make_job(student, root), limit)
+                answer = worker.run(make_job(student, root), limit, disk_limit)
                 if answer.get("timed_out") or answer.get("crashed"):
                     worker.stop(kill=True)
                     worker = None

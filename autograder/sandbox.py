@@ -5,7 +5,9 @@ the virtual environment and the ``course``/``autograder`` packages), a private `
 writable folder: a scratch copy of the submission's data files. The course directory, the
 gradebook, the source notebooks, other submissions and every home directory are simply absent.
 It has no network (its own empty network namespace), its own process tree, and resource limits
-on memory, CPU time, file size and open files. The grader talks to it over Unix sockets in
+on memory, CPU time, file size and open files, and on processes where the grader may make a pids
+cgroup. Its ``/tmp`` and ``/dev/shm`` are folders on disk beside its working folder (a tmpfs would
+hold files in memory outside the memory limit); the grading pool caps their disk use. The grader talks to it over Unix sockets in
 a private folder, so no TCP port is opened either.
 """
 
@@ -54,6 +56,45 @@ class Limits:
     cpu_seconds: int = 3600
     file_size: int = 1 * 2**30
     open_files: int = 1024
+    # Processes and threads together (torch's thread pools count): enforced through a pids cgroup
+    # where the grader may make one (see pids_cgroup_root).
+    tasks: int = 512
+
+
+PIDS_CGROUP_V1 = Path("/sys/fs/cgroup/pids")
+
+
+def pids_cgroup_root() -> Path | None:
+    """A cgroup (v1 pids controller) under which each kernel gets a group of its own, or None.
+
+    RLIMIT_NPROC is no substitute: it counts every process of the user across the machine, and
+    root ignores it. Without such a cgroup a kernel's process count is bounded only by its time
+    and memory limits.
+    """
+    own = PIDS_CGROUP_V1
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if "pids" in controllers.split(","):
+                own = PIDS_CGROUP_V1 / path.lstrip("/")
+    except OSError:
+        return None
+    if (own / "cgroup.procs").is_file() and os.access(own, os.W_OK):
+        return own
+    return None
+
+
+def pids_group(limit: int) -> Path | None:
+    """A fresh pids cgroup capped at ``limit`` tasks, or None where none can be made."""
+    root = pids_cgroup_root()
+    if root is None:
+        return None
+    try:
+        group = Path(tempfile.mkdtemp(prefix="autograder-kernel-", dir=root))
+        (group / "pids.max").write_text(str(limit))
+    except OSError:
+        return None
+    return group
 
 
 @functools.lru_cache(maxsize=1)
@@ -142,10 +183,25 @@ def kernel_env(env: dict[str, str], home: str) -> dict[str, str]:
     return kept
 
 
-def wrap(cmd: list[str], workdir: str, socket_dir: str, env: dict[str, str], limits: Limits) -> list[str]:
-    """``cmd`` run inside the sandbox with ``workdir`` (its cwd) and ``socket_dir`` writable."""
+def scratch_dir(workdir: str, name: str) -> str:
+    """The kernel's private ``/tmp`` or ``/dev/shm``: a fresh folder beside its working folder."""
+    path = f"{workdir}.{name}"
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def wrap(
+    cmd: list[str], workdir: str, socket_dir: str, env: dict[str, str], limits: Limits, group: Path | None = None
+) -> list[str]:
+    """``cmd`` run inside the sandbox with ``workdir`` (its cwd) and ``socket_dir`` writable.
+
+    With ``group`` (a pids cgroup), the launcher joins it before anything else starts, so that
+    every process the kernel makes counts against its limit.
+    """
     home = "/tmp/home"
+    join = ["/bin/sh", "-c", f'echo $$ > "{group}/cgroup.procs" && exec "$@"', "join-cgroup"] if group else []
     args = [
+        *join,
         # RLIMIT_DATA, not RLIMIT_AS: it caps what the kernel can really allocate, while CUDA's
         # huge PROT_NONE address-space reservations (the GPU lab) stay possible.
         "prlimit",
@@ -164,12 +220,6 @@ def wrap(cmd: list[str], workdir: str, socket_dir: str, env: dict[str, str], lim
         "/proc",
         "--dev",
         "/dev",
-        "--tmpfs",
-        "/tmp",
-        "--dir",
-        home,
-        "--tmpfs",
-        "/dev/shm",
         *_merged_usr_links(),
     ]
     for path in readonly_paths():
@@ -178,6 +228,18 @@ def wrap(cmd: list[str], workdir: str, socket_dir: str, env: dict[str, str], lim
         args += ["--dev-bind", str(dev), str(dev)]
     if Path("/sys").is_dir():
         args += ["--ro-bind", "/sys", "/sys"]
+    # /tmp and /dev/shm are folders on disk beside the working folder, not tmpfs: a tmpfs would hold
+    # its files in memory outside the kernel's memory limit. Their disk use is watched with the job's.
+    args += [
+        "--bind",
+        scratch_dir(workdir, "tmp"),
+        "/tmp",
+        "--dir",
+        home,
+        "--bind",
+        scratch_dir(workdir, "shm"),
+        "/dev/shm",
+    ]
     args += ["--bind", workdir, workdir, "--bind", socket_dir, socket_dir, "--chdir", workdir]
     for key, value in sorted(kernel_env(env, home).items()):
         args += ["--setenv", key, value]
@@ -208,7 +270,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self.sandbox:
             workdir = self.workdir or kw.get("cwd") or os.getcwd()
             limits = Limits(memory=self.memory_limit, cpu_seconds=self.cpu_limit)
-            kernel_cmd = wrap(kernel_cmd, str(Path(workdir).resolve()), self._socket_dir, env, limits)
+            self._group = pids_group(limits.tasks)
+            kernel_cmd = wrap(kernel_cmd, str(Path(workdir).resolve()), self._socket_dir, env, limits, self._group)
             kw["cwd"] = workdir
             # A SIGINT to the process group would end bwrap itself (and so the kernel): ask the
             # kernel to interrupt itself over its control channel instead.
@@ -222,3 +285,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         await super()._async_cleanup_resources(restart=restart)
         if not restart:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
+            if getattr(self, "_group", None) is not None:
+                try:
+                    self._group.rmdir()  # empty once the kernel and its children are gone
+                except OSError:
+                    pass

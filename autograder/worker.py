@@ -40,6 +40,7 @@ def grade_job(job: dict) -> dict:
         cfg.Execute.timeout = int(job["timeout"])
     cfg.GuardedExecute.sandbox = bool(job.get("sandbox", True))
     cfg.GuardedExecute.report_file = os.path.join(root, "integrity.json")
+    cfg.GuardedExecute.scratch_root = root  # the pool watches this folder's disk use
     if job.get("memory"):
         cfg.GuardedExecute.memory_limit = int(job["memory"])
     if job.get("cpu"):

@@ -1,0 +1,94 @@
+"""The sandbox's limits: processes, /tmp and /dev/shm on disk inside the job, and the disk budget."""
+
+from __future__ import annotations
+
+import shutil
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from autograder import notebook as nbu
+from autograder import sandbox
+from autograder.course import Course
+from autograder.grading import GradeSettings, grade, saved_review
+from autograder.guard import GuardedExecute
+from autograder.nbgrader_run import scratch_course
+from autograder.pool import disk_usage
+from harness import ROOT, course
+
+pytestmark = pytest.mark.slow
+
+
+def _outputs(tmp_path, source: str) -> str:
+    """Run one cell in a sandboxed kernel; everything it printed or raised, as text."""
+    assert sandbox.unavailable_reason() is None, f"the sandbox is missing ({sandbox.unavailable_reason()}): run ./setup"
+    nb = new_notebook(cells=[new_code_cell(source)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    ex = GuardedExecute(timeout=120, sandbox=True, report_file=str(tmp_path / "report.json"))
+    ex.scratch_root = str(tmp_path)
+    ex.preprocess(nb, {"metadata": {"path": str(tmp_path)}, "unique_key": "t"})
+    out = nb.cells[0].outputs
+    return "".join(o.get("text", "") + o.get("evalue", "") for o in out)
+
+
+def test_a_kernel_cannot_make_more_processes_than_its_limit(tmp_path):
+    assert sandbox.pids_cgroup_root() is not None, "this machine offers no pids cgroup to the grader"
+    text = _outputs(
+        tmp_path,
+        "import subprocess\n"
+        "children = []\n"
+        "try:\n"
+        "    for _ in range(2000):\n"
+        "        children.append(subprocess.Popen(['sleep', '60']))\n"
+        "except OSError as exc:\n"
+        "    print('stopped at', len(children), type(exc).__name__)\n"
+        "for c in children:\n"
+        "    c.kill()\n",
+    )
+    assert "stopped at" in text, text
+    started = int(text.split("stopped at")[1].split()[0])
+    assert started < sandbox.Limits.tasks, text
+
+
+def test_tmp_and_shm_are_folders_on_disk_not_memory(tmp_path):
+    text = _outputs(
+        tmp_path,
+        "mounts = {line.split()[1]: line.split()[2] for line in open('/proc/mounts')}\n"
+        "print('tmp', mounts.get('/tmp'), 'shm', mounts.get('/dev/shm'))\n"
+        "open('/tmp/x', 'w').write('y')\n",
+    )
+    assert "tmp tmpfs" not in text and "shm tmpfs" not in text, text
+    assert "tmp " in text and "shm " in text, text
+
+
+def test_disk_usage_counts_bytes_and_gives_up_past_the_cap(tmp_path):
+    (tmp_path / "a").write_bytes(b"x" * 100_000)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "b").write_bytes(b"y" * 50_000)
+    assert 150_000 <= disk_usage(tmp_path, 10**9) < 250_000
+    assert disk_usage(tmp_path, 1000) == 1001
+    for i in range(20):
+        (tmp_path / "d" / f"f{i}").touch()
+    assert disk_usage(tmp_path, 10**9, max_files=10) == 10**9 + 1
+
+
+def test_a_submission_that_fills_the_disk_is_stopped_and_flagged(tmp_path):
+    root = scratch_course(course(), tmp_path / "course", ["04_practice"])
+    shutil.copytree(ROOT / "release" / "04_practice", root / "release" / "04_practice")
+    nb = nbformat.read(ROOT / "release" / "04_practice" / "04_practice.ipynb", as_version=4)
+    for cell in nb.cells:
+        cid = nbu.cell_id(cell) or ""
+        if cid == "answer_q1":
+            cell.source = (
+                "import time\nwith open('/tmp/filler', 'wb') as f:\n"
+                "    for _ in range(120):\n        f.write(b'0' * 2**20)\n        f.flush()\n"
+                "time.sleep(20)\nanswer_q1 = 'B'"
+            )
+    folder = root / "submitted" / "filler" / "04_practice"
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / "04_practice.ipynb")
+    run = grade(Course.load(root), "04_practice", settings=GradeSettings(jobs=1, disk=64 * 2**20))
+    (filler,) = run.grades
+    assert filler.score == 0 and filler.flagged, run.problems
+    assert "to disk" in saved_review(Course.load(root), "04_practice", "filler")[0]
