@@ -45,3 +45,7 @@ except ImportError:  # the course package is not installed here: plain nbgrader
     pass
 else:
     c.Autograde.autograde_preprocessors = guarded_autograde_preprocessors()
+
+# Assignments whose answers are literals: the judge reads them from the notebook's text and runs
+# the hidden tests in the grader's own process, so nothing the student's kernel does decides the grade.
+c.LiteralJudge.assignments = ["04_practice"]

@@ -163,7 +163,9 @@ finally:
 
 
 def guarded_autograde_preprocessors() -> list:
-    """nbgrader's autograde pipeline with :class:`GuardedExecute` in place of ``Execute``."""
+    """nbgrader's autograde pipeline with :class:`GuardedExecute` in place of ``Execute``, followed by
+    the judge (:class:`autograder.judge.LiteralJudge`), which re-grades the assignments it is
+    configured for without trusting anything the kernel did."""
     from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.preprocessors import (
         AssignLatePenalties,
@@ -173,8 +175,11 @@ def guarded_autograde_preprocessors() -> list:
         SaveAutoGrades,
     )
 
+    from .judge import LiteralJudge
+
     return [
         GuardedExecute,
+        LiteralJudge,
         IgnorePattern,
         ClearMetadataPreprocessor,
         LimitOutput,

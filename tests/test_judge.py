@@ -1,0 +1,136 @@
+"""The judge grades 04_practice from the notebook's text, in the grader's process: nothing the student's
+kernel does, prints or forges decides a grade."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell
+
+from autograder import notebook as nbu
+from autograder.course import Course
+from autograder.grading import GradeSettings, grade
+from autograder.judge import AMBIGUOUS, judge_cell, literal_answers
+from autograder.nbgrader_run import scratch_course
+from harness import ROOT, course
+
+A = "04_practice"
+NB = f"{A}.ipynb"
+
+
+def test_only_top_level_literal_assignments_are_read():
+    found = literal_answers(
+        [
+            '# Your answer to question 1\n### BEGIN SOLUTION\nanswer_q1 = "B"\n### END SOLUTION',
+            "answer_q2 = 'A'  # a comment\nimport os\nos.system('true')",
+            'answer_q3 = "".join(["A"])',  # a call: not a literal, never run
+            "if True:\n    answer_q4 = 'D'",  # not top level
+            "answer_q5 = 'C'\nanswer_q5 = 'D'",
+            "answer_q6 = 'A'",
+            "answer_q6 = 'A'",
+            "answer_q7 = (",  # does not parse
+            "answer_q8 = " + repr("x" * 30_000),  # too long to read
+        ]
+    )
+    assert found == {"answer_q1": "B", "answer_q2": "A", "answer_q5": AMBIGUOUS, "answer_q6": "A"}
+
+
+def test_a_test_passes_fails_with_its_message_or_names_the_missing_literal():
+    test = 'from autograder.compare import expect_choice\nexpect_choice(answer_q1, "B", {"A": "A is the myth"})'
+    assert judge_cell(test, {"answer_q1": "B"}, "t") is None
+    assert judge_cell(test, {"answer_q1": "A"}, "t") == "AssertionError: A is the myth"
+    assert "plain literal" in judge_cell(test, {}, "t")
+    assert "two different values" in judge_cell(test, {"answer_q1": AMBIGUOUS}, "t")
+    assert judge_cell(test, {"answer_q1": 7}, "t").startswith("AssertionError: your answer is a int")
+
+
+def _right() -> dict[int, str]:
+    src = nbformat.read(ROOT / "source" / A / NB, as_version=4)
+    cells = {nbu.cell_id(c): c.source for c in src.cells}
+    return {n: re.search(r'answer_q\d+ = "([A-Z])"', cells[f"answer_q{n}"]).group(1) for n in range(1, 11)}
+
+
+def _notebook(letter_for, extra: str = "", after: int = 1) -> nbformat.NotebookNode:
+    """The release with every answer cell filled in; ``extra`` code appended to answer cell ``after``."""
+    nb = nbformat.read(ROOT / "release" / A / NB, as_version=4)
+    for cell in nb.cells:
+        cid = nbu.cell_id(cell) or ""
+        if cid.startswith("answer_q"):
+            n = int(cid.removeprefix("answer_q"))
+            cell.source = f'answer_q{n} = "{letter_for(n)}"' + (f"\n{extra}" if n == after and extra else "")
+    return nb
+
+
+WRONG = {n: "A" if right != "A" else "B" for n, right in _right().items()}
+
+# Tricks that act in the kernel. Each one answers every question wrongly.
+KERNEL_TRICKS = {
+    # The visible check's f-string calls repr(); this one publishes an execute_result, nbgrader's
+    # "partial credit" output.
+    "repr_publishes_result": (
+        "from IPython.display import publish_display_data\n"
+        "class Sneaky(str):\n"
+        "    def __repr__(self):\n"
+        "        get_ipython().display_pub.publish({'text/plain': '1.0'})\n"
+        "        return 'A'\n"
+        "answer_q1 = Sneaky('A')"
+    ),
+    # Every error swallowed, and a line printed that looks like success.
+    "custom_exc_swallows": (
+        "def _quiet(shell, etype, evalue, tb, tb_offset=None):\n    print('ok')\n"
+        "get_ipython().set_custom_exc((BaseException,), _quiet)"
+    ),
+    # The graded helper rewritten in place, keeping its identity.
+    "code_object_swap": (
+        "import autograder.compare as c\n"
+        "def _yes(*a, **k):\n    return None\n"
+        "c.expect_choice.__code__ = _yes.__code__\nc.expect.__code__ = _yes.__code__"
+    ),
+    # An input transformer that blanks every test cell before it runs.
+    "blanks_test_cells": (
+        "get_ipython().input_transformer_manager.line_transforms.append(lambda lines: [] if any("
+        "'expect' in l for l in lines) else lines)"
+    ),
+}
+
+
+@pytest.mark.slow
+def test_kernel_tricks_and_forged_cells_decide_nothing(tmp_path):
+    root = scratch_course(course(), tmp_path / "course", [A])
+    shutil.copytree(ROOT / "release" / A, root / "release" / A)
+    marker = tmp_path / "judge-ran-student-code"
+    submissions = {"honest": _notebook(_right().get), "wrong": _notebook(WRONG.get)}
+    for name, trick in KERNEL_TRICKS.items():
+        submissions[name] = _notebook(WRONG.get, trick)
+    # Not a literal: the grader does not run code to find the answer.
+    submissions["computed"] = _notebook(_right().get)
+    for cell in submissions["computed"].cells:
+        if (nbu.cell_id(cell) or "").startswith("answer_q"):
+            name, letter = cell.source.split(" = ")
+            cell.source = f'{name} = "".join([{letter}])'  # runs to the right letter; is no literal
+    # A forged grade cell: if the judge ran the notebook's own test cells it would run this.
+    forged = _notebook(WRONG.get)
+    evil = new_code_cell(f"open({str(marker)!r}, 'w').write('ran')\nanswer_q1 = 'B'")
+    evil.metadata["nbgrader"] = {
+        "grade": True,
+        "solution": False,
+        "locked": True,
+        "grade_id": "test_evil",
+        "points": 20,
+        "schema_version": 3,
+    }
+    forged.cells.append(evil)
+    submissions["forged_test_cell"] = forged
+    for student, nb in submissions.items():
+        folder = root / "submitted" / student / A
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / NB)
+
+    run = grade(Course.load(root), A, settings=GradeSettings(jobs=2))
+    scores = {g.student: g.score for g in run.grades}
+    assert scores.pop("honest") == 20, run.problems
+    assert scores == dict.fromkeys(scores, 0.0), scores
+    assert not marker.exists(), "the judge ran code from the submitted notebook"
