@@ -49,3 +49,6 @@ else:
 # Assignments whose answers are literals: the judge reads them from the notebook's text and runs
 # the hidden tests in the grader's own process, so nothing the student's kernel does decides the grade.
 c.LiteralJudge.assignments = ["04_practice"]
+# Assignments whose answers are functions of plain data: the judge runs the hidden tests in the
+# grader's own process and calls the student's functions in their kernel for plain data only.
+c.GuardedExecute.call_judged = ["03_metrics"]

@@ -265,6 +265,10 @@ def differences(baseline: dict, now: dict) -> list[str]:
     return sorted(set(found), key=found.index)
 
 
+def _grade_id(cell: NotebookNode) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
 def is_test_cell(cell: NotebookNode) -> bool:
     meta = cell.get("metadata", {}).get("nbgrader", {})
     return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
@@ -289,6 +293,12 @@ class GuardedExecute(Execute):
         "",
         help="Where the kernel's working, /tmp and /dev/shm folders are made (the job's folder, watched for disk use).",
     ).tag(config=True)
+    call_judged = List(
+        Unicode(),
+        [],
+        help="Assignments whose test cells the judge runs in the grader's process, calling the student's "
+        "functions in the kernel for plain data (see autograder.judge.CallJudge)",
+    ).tag(config=True)
     data_ignore = List(["*.ipynb", "timestamp.txt", "submission_secret.txt", ".ipynb_checkpoints"]).tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
@@ -308,6 +318,7 @@ class GuardedExecute(Execute):
         self._truncated: set[int] = set()
         tests = [c.source for c in nb.cells if is_test_cell(c)]
         self._watched = watched_modules(tests)
+        self._judge = self._call_judge(nb, resources or {})
         self._baseline = None
         self._workdir = tempfile.mkdtemp(prefix="autograder-work-", dir=self.scratch_root or None)
         try:
@@ -318,6 +329,27 @@ class GuardedExecute(Execute):
             for path in (self._workdir, f"{self._workdir}.tmp", f"{self._workdir}.shm"):
                 shutil.rmtree(path, ignore_errors=True)
             self._write_report(nb, resources)
+
+    def _call_judge(self, nb, resources: dict):
+        """A :class:`CallJudge` when this notebook's assignment is judged by calls, else None."""
+        info = resources.get("nbgrader", {})
+        if info.get("assignment") not in self.call_judged or "db_url" not in info:
+            return None
+        from .judge import CallJudge, defined_names, gradebook_sources
+
+        self._judged_tests, setup, answers = gradebook_sources(info["db_url"], info["assignment"], info["notebook"])
+        order = {_grade_id(c): i for i, c in enumerate(nb.cells)}
+        ordered = [setup[k] for k in sorted(setup, key=lambda k: (order.get(k, len(order)), k))]
+        return CallJudge(ordered, defined_names(answers), self._kernel_call)
+
+    def _kernel_call(self, code: str, hook) -> None:
+        """Run the judge's call in the kernel; its answer reaches ``hook`` (outputs are not kept)."""
+        try:
+            run_sync(self.kc.execute_interactive)(
+                code, silent=True, store_history=False, output_hook=hook, timeout=self.timeout
+            )
+        except (TimeoutError, DeadKernelError, RuntimeError):
+            pass  # no answer: the judge says so
 
     def _copy_data(self, src: Path, dest: Path) -> None:
         """The assignment's data files, so relative paths work; never the notebook itself."""
@@ -417,6 +449,8 @@ class GuardedExecute(Execute):
         if reasons:
             # The hidden test is never sent to a kernel that has been tampered with.
             return self._flag(cell, grade_id, reasons, resources)
+        if self._judge is not None:
+            return self._judged(cell, grade_id, resources)
         original = cell.source
         self._token, self._token_seen = f"autograder-end-{secrets.token_hex(16)}", False
         # The trailing ';' keeps the write's return value from becoming an execute_result, which
@@ -439,6 +473,26 @@ class GuardedExecute(Execute):
         if after is None:
             reasons.append("the kernel did not answer the integrity probe after this test")
         else:
+            reasons += differences(self._baseline, after)
+        if reasons:
+            return self._flag(cell, grade_id, reasons, resources)
+        return cell, resources
+
+    def _judged(self, cell, grade_id, resources):
+        """The test's verdict from the judge, run here; the kernel only answers calls."""
+        source = self._judged_tests.get(grade_id)
+        if source is None:  # not a test cell of the instructor's: it earns nothing
+            cell.outputs = [_error("AssertionError", "this cell is not one of the assignment's tests")]
+            return cell, resources
+        message = self._judge.verdict(source, grade_id)
+        if message is None:
+            cell.outputs = []
+        else:
+            ename, _, evalue = message.partition(": ")
+            cell.outputs = [_error(ename, evalue)]
+        after = self._probe()
+        reasons = ["the kernel did not answer the integrity probe after this test"] if after is None else []
+        if after is not None:
             reasons += differences(self._baseline, after)
         if reasons:
             return self._flag(cell, grade_id, reasons, resources)

@@ -23,13 +23,25 @@ from __future__ import annotations
 
 import ast
 import builtins
+import json
+import secrets
+from collections.abc import Callable
 from typing import Any
 
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import List, Unicode
 
-__all__ = ["AMBIGUOUS", "LiteralJudge", "judge_cell", "literal_answers"]
+__all__ = [
+    "AMBIGUOUS",
+    "CallJudge",
+    "LiteralJudge",
+    "RemoteFunction",
+    "defined_names",
+    "judge_cell",
+    "literal_answers",
+    "run_test",
+]
 
 MAX_CELL_CHARS = 20_000  # an answer cell longer than this is not read
 AMBIGUOUS = object()  # a name given two different literal values
@@ -72,10 +84,16 @@ def judge_cell(source: str, answers: dict[str, Any], cell: str) -> str | None:
     for name, value in answers.items():
         if value is not AMBIGUOUS:
             namespace[name] = value
+    return run_test(source, namespace, cell, answers)
+
+
+def run_test(source: str, namespace: dict, cell: str, answers: dict | None = None) -> str | None:
+    """Run the instructor's test ``source`` in ``namespace``; None when it passes, else ``"Ename: message"``."""
+    answers = answers or {}
     try:
         exec(compile(source, f"<test cell {cell}>", "exec"), namespace)
     except AssertionError as exc:
-        return f"AssertionError: {exc}"
+        return _capped(f"AssertionError: {exc}")
     except NameError as exc:
         name = getattr(exc, "name", None) or str(exc)
         if answers.get(name) is AMBIGUOUS:
@@ -85,8 +103,144 @@ def judge_cell(source: str, answers: dict[str, Any], cell: str) -> str | None:
             f'for example {name} = "B" (the grader reads the literal; it does not run the cell)'
         )
     except Exception as exc:  # the instructor's test met a value it did not expect: the answer is wrong
-        return f"{type(exc).__name__}: {exc}"
+        return _capped(f"{type(exc).__name__}: {exc}")
     return None
+
+
+def _capped(message: str, limit: int = 2000) -> str:
+    # A message may quote a value the student's code returned: keep it to a readable size.
+    return message if len(message) <= limit else message[:limit] + " [...]"
+
+
+# Exceptions a student's function may raise that the instructor's tests can catch by type. Anything
+# else (AssertionError included: it would pose as the test's own verdict) arrives as RuntimeError.
+_EXCEPTIONS = {
+    e.__name__: e
+    for e in (
+        ArithmeticError,
+        AttributeError,
+        FloatingPointError,
+        ImportError,
+        IndexError,
+        KeyError,
+        LookupError,
+        MemoryError,
+        ModuleNotFoundError,
+        NameError,
+        NotImplementedError,
+        OverflowError,
+        RecursionError,
+        RuntimeError,
+        TypeError,
+        UnboundLocalError,
+        ValueError,
+        ZeroDivisionError,
+    )
+}
+
+Execute = Callable[[str, Callable[[dict], None]], None]
+
+
+class RemoteFunction:
+    """The student's function, standing in the judge's namespace: each call runs in their kernel,
+    with copies of the arguments, and returns plain data."""
+
+    def __init__(self, name: str, execute: Execute) -> None:
+        self._name, self._execute = name, execute
+
+    def __repr__(self) -> str:
+        return f"<your {self._name}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from . import wire
+        from .kernel_server import MIME
+
+        token = secrets.token_hex(16)
+        request = json.dumps(
+            {"token": token, "name": self._name, "args": wire.dumps(tuple(args)), "kwargs": wire.dumps(dict(kwargs))}
+        )
+        answers: list[dict] = []
+
+        def hook(msg: dict) -> None:
+            if msg.get("msg_type") != "display_data":
+                return
+            answer = msg.get("content", {}).get("data", {}).get(MIME)
+            if type(answer) is dict and answer.get("token") == token and not answers:
+                answers.append(answer)
+
+        self._execute(f"__import__('autograder.kernel_server', fromlist=['serve']).serve({request!r})", hook)
+        if not answers:
+            raise RuntimeError(
+                f"{self._name}(...) gave the grader no answer (it did not return in time, or the kernel stopped)"
+            )
+        answer = answers[0]
+        if "raised" in answer:
+            raised, message = str(answer.get("raised"))[:80], str(answer.get("message", ""))[:500]
+            exc_type = _EXCEPTIONS.get(raised)
+            if exc_type is None:
+                raise RuntimeError(f"{self._name}(...) raised {raised}: {message}")
+            raise exc_type(message)
+        try:
+            return wire.loads(answer.get("value"))
+        except wire.WireError as exc:
+            raise RuntimeError(f"{self._name}(...) returned something that is not plain data ({exc})") from None
+
+
+def defined_names(sources: list[str]) -> list[str]:
+    """The functions and classes the (instructor's) answer cells define at top level, in order."""
+    names = []
+    for source in sources:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        names += [n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
+    return names
+
+
+class CallJudge:
+    """The judge of a function-valued notebook: the instructor's setup cells and test cells run here,
+    in one namespace, where each graded name is a :class:`RemoteFunction` into the student's kernel."""
+
+    def __init__(self, setup: list[str], names: list[str], execute: Execute) -> None:
+        self.namespace: dict[str, Any] = {"__builtins__": builtins, "__name__": "__judge__"}
+        self.setup, self.names, self.execute = setup, names, execute
+        self._ready = False
+
+    def _prepare(self) -> None:
+        for i, source in enumerate(self.setup):
+            exec(compile(source, f"<setup cell {i}>", "exec"), self.namespace)
+        for name in self.names:
+            self.namespace[name] = RemoteFunction(name, self.execute)
+        self._ready = True
+
+    def verdict(self, source: str, cell: str) -> str | None:
+        """None when the test ``source`` passes against the student's functions, else its message."""
+        if not self._ready:
+            self._prepare()
+        return run_test(source, self.namespace, cell)
+
+
+def gradebook_sources(db_url: str, assignment: str, notebook: str) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    """From the gradebook (what the instructor's source registered, never the submission):
+    ``(test cell sources by id, locked setup cell sources by id, answer cell sources)``."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(db_url) as gb:
+        nb = gb.find_notebook(notebook, assignment)
+        solutions = {c.name for c in nb.solution_cells}
+        grades = {c.name for c in nb.grade_cells}
+        tests, setup, answers = {}, {}, []
+        for cell in nb.source_cells:
+            if cell.cell_type != "code":
+                continue
+            if cell.name in grades and cell.name not in solutions:
+                tests[cell.name] = cell.source
+            elif cell.name in solutions:
+                answers.append(cell.source)
+            elif cell.locked:
+                setup[cell.name] = cell.source
+    return tests, setup, answers
 
 
 class LiteralJudge(NbGraderPreprocessor):

@@ -3,6 +3,7 @@ kernel does, prints or forges decides a grade."""
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 
@@ -45,6 +46,48 @@ def test_a_test_passes_fails_with_its_message_or_names_the_missing_literal():
     assert "plain literal" in judge_cell(test, {}, "t")
     assert "two different values" in judge_cell(test, {"answer_q1": AMBIGUOUS}, "t")
     assert judge_cell(test, {"answer_q1": 7}, "t").startswith("AssertionError: your answer is a int")
+
+
+def _kernel(reply):
+    """A stand-in for the student's kernel: ``reply(request) -> list of display contents``."""
+    import json
+
+    from autograder.kernel_server import MIME
+
+    def execute(code: str, hook) -> None:
+        request = json.loads(ast.literal_eval(code[code.index("serve(") + 6 : -1]))
+        for content in reply(request):
+            hook({"msg_type": "display_data", "content": {"data": {MIME: content}}})
+
+    return execute
+
+
+def test_a_remote_function_returns_plain_data_and_refuses_the_rest():
+    from autograder import wire
+    from autograder.judge import RemoteFunction
+
+    def echo(request):
+        args = wire.loads(request["args"])
+        return [
+            {"token": "someone-else", "value": wire.dumps("forged")},  # another token: ignored
+            {"token": request["token"], "value": wire.dumps([args, request["name"]])},
+        ]
+
+    assert RemoteFunction("f", _kernel(echo))(1, (2.5, "x")) == [(1, (2.5, "x")), "f"]
+
+    def raises(kind):
+        return _kernel(lambda req: [{"token": req["token"], "raised": kind, "message": "why"}])
+
+    with pytest.raises(ZeroDivisionError, match="why"):
+        RemoteFunction("f", raises("ZeroDivisionError"))()
+    with pytest.raises(RuntimeError, match="raised AssertionError: why"):
+        RemoteFunction("f", raises("AssertionError"))()  # never poses as the test's own verdict
+    with pytest.raises(RuntimeError, match="raised SneakyError"):
+        RemoteFunction("f", raises("SneakyError"))()
+    with pytest.raises(RuntimeError, match="no answer"):
+        RemoteFunction("f", _kernel(lambda req: []))()
+    with pytest.raises(RuntimeError, match="not plain data"):
+        RemoteFunction("f", _kernel(lambda req: [{"token": req["token"], "value": '{"$": "pickle"}'}]))()
 
 
 def _right() -> dict[int, str]:
@@ -134,3 +177,103 @@ def test_kernel_tricks_and_forged_cells_decide_nothing(tmp_path):
     assert scores.pop("honest") == 20, run.problems
     assert scores == dict.fromkeys(scores, 0.0), scores
     assert not marker.exists(), "the judge ran code from the submitted notebook"
+
+
+# --- 03_metrics: hidden tests run in the judge; the kernel only answers calls with plain data ------
+
+M = "03_metrics"
+METRICS = [
+    "confusion_matrix",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "binary_report",
+    "macro_f1",
+    "production_ready",
+    "verdict",
+    "find_leaks",
+]
+SIGNATURES = {
+    "confusion_matrix": "y_true, y_pred, labels",
+    "accuracy": "tp, fn, fp, tn",
+    "precision": "tp, fp",
+    "recall": "tp, fn",
+    "f1": "p, r",
+    "binary_report": "y_true, y_pred, positive=1",
+    "macro_f1": "y_true, y_pred",
+    "production_ready": "recall_value, min_recall",
+    "verdict": "baseline, candidate",
+    "find_leaks": "train_texts, test_texts",
+}
+
+
+def _every_function_returns(expression: str, prelude: str = "") -> dict[str, str]:
+    """Answer cells in which every graded function returns ``expression`` (``prelude`` in the first)."""
+    cells = {name: f"def {name}({SIGNATURES[name]}):\n    return {expression}" for name in METRICS}
+    cells[METRICS[0]] = prelude + "\n" + cells[METRICS[0]]
+    return cells
+
+
+METRIC_TRICKS = {
+    # The control: wrong everywhere, no trick.
+    "all_wrong": _every_function_returns("None"),
+    # The checks' helpers rewritten in place in the kernel.
+    "helpers_rewritten": _every_function_returns(
+        "None",
+        "import autograder.compare as _c\n"
+        "def _pass(*a, **k):\n    return None\n"
+        "for _f in (_c.expect, _c.expect_equal, _c.expect_close, _c.expect_all_close):\n"
+        "    _f.__code__ = _pass.__code__",
+    ),
+    # Reads the expected value out of the caller's frames.
+    "reads_caller_frames": _every_function_returns(
+        "_peek()",
+        "import sys\n"
+        "def _peek():\n"
+        "    f = sys._getframe(2)\n"
+        "    while f is not None:\n"
+        "        for k in ('want', '_want', 'expected', '_exp'):\n"
+        "            if k in f.f_locals:\n"
+        "                return f.f_locals[k]\n"
+        "        f = f.f_back\n"
+        "    return None",
+    ),
+    # A number that equals everything.
+    "lying_float": _every_function_returns(
+        "_Yes(0.5)",
+        "class _Yes(float):\n    def __eq__(self, other):\n        return True\n    __hash__ = float.__hash__",
+    ),
+    # The call server itself replaced: every call answered with one made-up value.
+    "server_replaced": _every_function_returns(
+        "None",
+        "import autograder.kernel_server as _ks\n"
+        "from IPython.display import publish_display_data as _pub\n"
+        "import json as _json\n"
+        "def _serve(request):\n"
+        "    token = _json.loads(request)['token']\n"
+        "    _pub({_ks.MIME: {'token': token, 'value': '0.875'}})\n"
+        "_ks.serve = _serve",
+    ),
+    # math and numpy patched in the kernel so that every closeness test says yes.
+    "patches_math": _every_function_returns(
+        "0.0",
+        "import math, numpy\nmath.isclose = lambda *a, **k: True\nnumpy.allclose = lambda *a, **k: True",
+    ),
+}
+
+
+@pytest.mark.slow
+def test_metric_tricks_in_the_kernel_earn_nothing(tmp_path):
+    from autograder.rehearsal import with_answers
+
+    root = scratch_course(course(), tmp_path / "course", [M])
+    shutil.copytree(ROOT / "release" / M, root / "release" / M)
+    release = nbformat.read(ROOT / "release" / M / f"{M}.ipynb", as_version=4)
+    for student, answers in METRIC_TRICKS.items():
+        folder = root / "submitted" / student / M
+        folder.mkdir(parents=True)
+        nbformat.write(with_answers(release, answers), folder / f"{M}.ipynb")
+    run = grade(Course.load(root), M, settings=GradeSettings(jobs=2))
+    scores = {g.student: g.score for g in run.grades}
+    assert scores == dict.fromkeys(METRIC_TRICKS, 0.0), (scores, run.problems)

@@ -1,0 +1,204 @@
+"""Plain data across the boundary between the student's kernel and the judge.
+
+One format, owned here, for the calls the judge sends and the answers the kernel returns: JSON
+with a fixed table of tags for what JSON lacks (tuples, sets, dicts with other keys, special
+floats, NumPy scalars, arrays and tensors). Arrays travel as ``.npy`` bytes and are loaded with
+``allow_pickle=False``; nothing is unpickled, imported or evaluated, and a tag outside the table
+is an error, never a lookup. What the student's objects cannot be reduced to arrives as an
+:class:`Opaque` that names the type and nothing more.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["MAX_BYTES", "Opaque", "WireError", "decode", "dumps", "encode", "loads"]
+
+MAX_BYTES = 64 * 2**20  # one message, as JSON text
+MAX_DEPTH = 64
+
+# NumPy scalar and array dtypes that may cross: numbers, booleans and strings only.
+_NP_SCALARS = {
+    name: getattr(np, name)
+    for name in (
+        "bool_",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+        "str_",
+    )
+}
+_ARRAY_KINDS = "biufU"
+
+
+class WireError(ValueError):
+    """A message that is not plain data in this format, or too large."""
+
+
+class Opaque:
+    """Something the kernel returned that is not plain data: only its type's name crosses."""
+
+    __slots__ = ("type_name",)
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = str(type_name)[:200]
+
+    def __repr__(self) -> str:
+        return f"<a {self.type_name} object>"
+
+
+def _npy(array: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _type_name(value: object) -> str:
+    t = type(value)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def encode(value: Any, depth: int = 0) -> Any:
+    """``value`` as JSON-ready data; what cannot be reduced becomes an opaque tag."""
+    if depth > MAX_DEPTH:
+        raise WireError("nested too deeply")
+    t = type(value)
+    if value is None or t is bool or t is int or t is str:
+        return value
+    if t is float:
+        return value if math.isfinite(value) else {"$": "float", "v": repr(value)}
+    if t is list:
+        return [encode(v, depth + 1) for v in value]
+    if t is tuple:
+        return {"$": "tuple", "v": [encode(v, depth + 1) for v in value]}
+    if t is set or t is frozenset:
+        return {"$": t.__name__, "v": [encode(v, depth + 1) for v in value]}
+    if t is dict:
+        return {"$": "dict", "v": [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in value.items()]}
+    if t is np.ndarray:
+        if value.dtype.kind not in _ARRAY_KINDS:
+            return {"$": "opaque", "type": f"numpy array of {value.dtype}"}
+        return {"$": "ndarray", "npy": _npy(value)}
+    for name, scalar in _NP_SCALARS.items():
+        if t is scalar:
+            return {"$": "np", "dtype": name, "v": encode(value.item(), depth + 1)}
+    torch = _torch()
+    if torch is not None and t in (torch.Tensor, torch.nn.Parameter):
+        array = value.detach().cpu()
+        dtype = str(array.dtype).removeprefix("torch.")
+        if array.dtype == torch.bfloat16:
+            array = array.float()
+        return {
+            "$": "tensor",
+            "dtype": dtype,
+            "requires_grad": bool(value.requires_grad),
+            "parameter": t is torch.nn.Parameter,
+            "npy": _npy(array.numpy()),
+        }
+    return {"$": "opaque", "type": _type_name(value)}
+
+
+def _torch():
+    import sys
+
+    return sys.modules.get("torch")
+
+
+def _load_npy(text: str) -> np.ndarray:
+    try:
+        array = np.load(io.BytesIO(base64.b64decode(text, validate=True)), allow_pickle=False)
+    except Exception as exc:  # any malformed array is a bad message, nothing more
+        raise WireError(f"not an .npy array ({type(exc).__name__})") from None
+    if type(array) is not np.ndarray or array.dtype.kind not in _ARRAY_KINDS:
+        raise WireError("an array of something other than numbers or strings")
+    return array
+
+
+def decode(data: Any, depth: int = 0) -> Any:
+    """Data from :func:`encode` back as exact built-in, NumPy or torch values (``WireError`` otherwise)."""
+    if depth > MAX_DEPTH:
+        raise WireError("nested too deeply")
+    t = type(data)
+    if data is None or t is bool or t is int or t is str or t is float:
+        return data
+    if t is list:
+        return [decode(v, depth + 1) for v in data]
+    if t is not dict:
+        raise WireError(f"unexpected {t.__name__}")
+    tag = data.get("$")
+    items = data.get("v")
+    if tag == "float" and items in ("nan", "inf", "-inf"):
+        return float(items)
+    if tag == "tuple" and type(items) is list:
+        return tuple(decode(v, depth + 1) for v in items)
+    if tag in ("set", "frozenset") and type(items) is list:
+        members = [decode(v, depth + 1) for v in items]
+        try:
+            return set(members) if tag == "set" else frozenset(members)
+        except TypeError:
+            raise WireError("a set of unhashable values") from None
+    if tag == "dict" and type(items) is list:
+        out = {}
+        for pair in items:
+            if type(pair) is not list or len(pair) != 2:
+                raise WireError("a dict item that is not a pair")
+            key = decode(pair[0], depth + 1)
+            try:
+                out[key] = decode(pair[1], depth + 1)
+            except TypeError:
+                raise WireError("an unhashable dict key") from None
+        return out
+    if tag == "np" and data.get("dtype") in _NP_SCALARS:
+        value = decode(items, depth + 1)
+        if type(value) not in (bool, int, float, str):
+            raise WireError("a NumPy scalar that holds no plain value")
+        return _NP_SCALARS[data["dtype"]](value)
+    if tag == "ndarray" and type(data.get("npy")) is str:
+        return _load_npy(data["npy"])
+    if tag == "tensor" and type(data.get("npy")) is str:
+        array = _load_npy(data["npy"])
+        import torch
+
+        tensor = torch.from_numpy(array.copy())
+        dtype = getattr(torch, str(data.get("dtype")), None)
+        if isinstance(dtype, torch.dtype):
+            tensor = tensor.to(dtype)
+        if data.get("parameter") is True:
+            return torch.nn.Parameter(tensor, requires_grad=data.get("requires_grad") is True)
+        return tensor.requires_grad_(data.get("requires_grad") is True and tensor.is_floating_point())
+    if tag == "opaque":
+        return Opaque(data.get("type", "unknown"))
+    raise WireError(f"unknown tag {str(tag)[:40]!r}")
+
+
+def dumps(value: Any) -> str:
+    """``value`` encoded as one JSON text (``WireError`` beyond :data:`MAX_BYTES`)."""
+    text = json.dumps(encode(value), allow_nan=False)
+    if len(text) > MAX_BYTES:
+        raise WireError(f"more than {MAX_BYTES // 2**20} MiB")
+    return text
+
+
+def loads(text: str) -> Any:
+    """The value in a JSON text from :func:`dumps`; anything else raises ``WireError``."""
+    if type(text) is not str or len(text) > MAX_BYTES:
+        raise WireError("not a text, or too large")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise WireError("not valid JSON") from None
+    return decode(data)

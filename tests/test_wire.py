@@ -1,0 +1,109 @@
+"""autograder.wire: plain data crosses exactly; anything else crosses as a name or not at all."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from autograder import wire
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        0,
+        2**80,
+        -1.5,
+        "ünïcode",
+        [1, [2.0, "x"]],
+        (1, (2, 3)),
+        {"a": 1, 2: "b", (1, 2): [3]},
+        {1, 2, 3},
+        frozenset({"a"}),
+        [],
+        {},
+    ],
+)
+def test_plain_values_round_trip_with_their_exact_types(value):
+    back = wire.loads(wire.dumps(value))
+    assert back == value and type(back) is type(value)
+
+
+def test_special_floats_numpy_scalars_arrays_and_tensors_round_trip():
+    back = wire.loads(wire.dumps([math.nan, math.inf, -math.inf]))
+    assert math.isnan(back[0]) and back[1:] == [math.inf, -math.inf]
+    for scalar in (np.int64(3), np.float32(0.5), np.bool_(True), np.str_("s")):
+        got = wire.loads(wire.dumps(scalar))
+        assert type(got) is type(scalar) and got == scalar
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    got = wire.loads(wire.dumps(array))
+    assert type(got) is np.ndarray and got.dtype == np.float32 and (got == array).all()
+    tensor = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    got = wire.loads(wire.dumps(tensor))
+    assert type(got) is torch.Tensor and got.dtype == torch.float64 and got.requires_grad
+    assert torch.equal(got.detach(), tensor.detach())
+    param = wire.loads(wire.dumps(torch.nn.Parameter(torch.zeros(2, dtype=torch.bfloat16), requires_grad=False)))
+    assert type(param) is torch.nn.Parameter and param.dtype == torch.bfloat16 and not param.requires_grad
+
+
+class LyingFloat(float):
+    def __eq__(self, other):
+        return True
+
+    __hash__ = float.__hash__
+
+
+class LyingList(list):
+    pass
+
+
+def test_subclasses_and_objects_cross_only_as_their_type_name():
+    for value, name in [(LyingFloat(1.0), "LyingFloat"), (LyingList([1]), "LyingList"), (object(), "object")]:
+        got = wire.loads(wire.dumps(value))
+        assert type(got) is wire.Opaque and name in got.type_name
+        assert got != 1.0
+    assert type(wire.loads(wire.dumps(np.array([object()], dtype=object)))) is wire.Opaque
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        json.dumps({"$": "numpy.core.multiarray._reconstruct"}),  # no tag is ever looked up by name
+        json.dumps({"$": "np", "dtype": "object_", "v": 1}),
+        json.dumps({"$": "np", "dtype": "int64", "v": [1]}),
+        json.dumps({"$": "ndarray", "npy": "not base64!"}),
+        json.dumps({"$": "set", "v": [[1]]}),
+        json.dumps({"$": "dict", "v": [[1, 2, 3]]}),
+        json.dumps({"plain": "dicts are tagged"}),
+        "[" * 5000 + "]" * 5000,
+        "{not json",
+    ],
+)
+def test_malformed_or_unknown_messages_are_refused(text):
+    with pytest.raises(wire.WireError):
+        wire.loads(text)
+
+
+def test_a_pickled_array_is_refused():
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    text = json.dumps({"$": "ndarray", "npy": base64.b64encode(buffer.getvalue()).decode()})
+    with pytest.raises(wire.WireError):
+        wire.loads(text)
+
+
+def test_size_is_capped(monkeypatch):
+    monkeypatch.setattr(wire, "MAX_BYTES", 100)
+    with pytest.raises(wire.WireError):
+        wire.dumps("x" * 200)
+    with pytest.raises(wire.WireError):
+        wire.loads(json.dumps("x" * 200))
