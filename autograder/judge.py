@@ -157,7 +157,12 @@ class RemoteFunction:
 
         token = secrets.token_hex(16)
         request = json.dumps(
-            {"token": token, "name": self._name, "args": wire.dumps(tuple(args)), "kwargs": wire.dumps(dict(kwargs))}
+            {
+                "token": token,
+                "name": self._name,
+                "args": wire.dumps(tuple(args)),
+                "kwargs": wire.dumps(dict(kwargs)),
+            }
         )
         answers: list[dict] = []
 
@@ -208,10 +213,16 @@ class CallJudge:
         self._ready = False
 
     def _prepare(self) -> None:
+        self.remote = {name: RemoteFunction(name, self.execute) for name in self.names}
+        self.namespace.update(self.remote)
         for i, source in enumerate(self.setup):
-            exec(compile(source, f"<setup cell {i}>", "exec"), self.namespace)
-        for name in self.names:
-            self.namespace[name] = RemoteFunction(name, self.execute)
+            # As in the kernel, a setup cell that fails (it may call a student's function) does not
+            # stop the cells after it; the tests that need what it made fail on their own.
+            try:
+                exec(compile(source, f"<setup cell {i}>", "exec"), self.namespace)
+            except Exception:
+                pass
+            self.namespace.update(self.remote)  # a setup cell cannot shadow a graded name
         self._ready = True
 
     def verdict(self, source: str, cell: str) -> str | None:
