@@ -113,6 +113,10 @@ class GradeSettings:
     memory: int = 16 * 2**30
     cpu: int = 3600
     disk: int = 4 * 2**30  # bytes one submission may write: its working folder, /tmp and /dev/shm
+    # A submission that takes longer than slow_factor x the reference's time (and at least
+    # slow_floor seconds) is flagged: stalling just under every cell's time limit holds a worker.
+    slow_factor: float = 5.0
+    slow_floor: float = 60.0
     # Grade the source notebooks too and write nothing unless they earn full marks: a broken
     # environment (a package the kernel cannot import, a sandbox that hides the course) must not
     # give a whole class zero with exit status 0.
@@ -347,7 +351,7 @@ def grade(
         def record(result: JobResult) -> None:
             try:
                 if result.ok:
-                    reasons = review_reasons(integrity(result.root))
+                    reasons = review_reasons(integrity(result.root)) + slow_reasons(result.seconds)
                     _merge(course, assignment, result.student, result.root, reasons)
                 else:
                     reasons = [f"not graded: {result.error}"]
@@ -362,11 +366,13 @@ def grade(
 
         broken: list[str] = []
         stop = threading.Event()
+        reference_seconds: list[float] = []
 
         def collect(result: JobResult) -> None:
             if result.student != REFERENCE_STUDENT:
                 finished.append(result)
                 return
+            reference_seconds.append(result.seconds)
             problem = reference_problem(assignment, result)
             if problem:
                 broken.append(problem)
@@ -395,6 +401,19 @@ def grade(
             run.problems.append(f"{student}: {why}; scored zero and flagged")
             run.review[student] = [why]
             run.graded.append(student)
+
+        def slow_reasons(seconds: float) -> list[str]:
+            if not reference_seconds:
+                return []
+            allowed = max(settings.slow_floor, settings.slow_factor * reference_seconds[0])
+            if seconds <= allowed:
+                return []
+            return [
+                f"{nb.stem}: took {seconds:.0f} s to grade, the reference solution {reference_seconds[0]:.0f} s "
+                f"(more than {allowed:.0f} s): look for deliberate stalling"
+                for nb in course.source_notebooks(assignment)
+            ]
+
         for result in finished:
             record(result)
     run.grades = read_grades(course.root, assignment, sorted(run.graded))

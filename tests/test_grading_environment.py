@@ -118,3 +118,19 @@ def test_a_reference_that_fails_here_stops_grading_before_any_grade(tmp_path, ca
     assert main(["--course", str(root), "grade", A]) == 1
     assert "does not earn full marks" in capsys.readouterr().err
     assert read_grades(root, A) == []
+
+
+@pytest.mark.slow
+def test_a_submission_that_stalls_is_flagged_against_the_reference_time(tmp_path):
+    root = _classroom(tmp_path)
+    nb = _wrong_answers()
+    for cell in nb.cells:
+        if nbu.cell_id(cell) == "answer_q1":
+            cell.source = "import time\ntime.sleep(12)\n" + cell.source
+    folder = root / "submitted" / "staller" / A
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / NB)
+    run = grade(Course.load(root), A, settings=GradeSettings(jobs=1, slow_factor=1.5, slow_floor=0.0))
+    (staller,) = run.grades
+    assert staller.flagged, run.review
+    assert any("deliberate stalling" in r for r in run.review["staller"]), run.review
