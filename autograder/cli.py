@@ -68,6 +68,7 @@ def cmd_grade(course: Course, args) -> int:
         cell_timeout=args.timeout,
         time_limit=args.time_limit,
         memory=int(args.memory * 2**30),
+        disk=int(args.disk * 2**30),
     )
     start = time.perf_counter()
     run = grade(course, args.assignment, args.student, settings)
@@ -146,7 +147,10 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--student", action="extend", nargs="+", metavar="ID", help="grade only these students")
     g.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="grade N submissions at a time")
     g.add_argument("--timeout", type=int, metavar="S", help="seconds per cell (default: c.Execute.timeout)")
-    g.add_argument("--time-limit", type=float, metavar="S", help="seconds per submission (default: 4 x timeout)")
+    g.add_argument(
+        "--time-limit", type=float, metavar="S", help="seconds per submission (default: 4 x timeout, 600 at least)"
+    )
+    g.add_argument("--disk", type=float, default=4, metavar="GIB", help="disk one submission may write (GiB)")
     g.add_argument("--memory", type=float, default=16, metavar="GIB", help="memory limit per kernel (GiB)")
     g.add_argument(
         "--unsafe-no-sandbox",
