@@ -338,9 +338,11 @@ class GuardedExecute(Execute):
         from .judge import CallJudge, defined_names, gradebook_sources
 
         self._judged_tests, setup, answers = gradebook_sources(info["db_url"], info["assignment"], info["notebook"])
+        # The judge runs the notebook's imports, its first read-only code cell, and nothing else of
+        # the notebook's: the later cells load models, train and plot for the student to read.
         order = {_grade_id(c): i for i, c in enumerate(nb.cells)}
-        ordered = [setup[k] for k in sorted(setup, key=lambda k: (order.get(k, len(order)), k))]
-        return CallJudge(ordered, defined_names(answers), self._kernel_call)
+        first = sorted(setup, key=lambda k: (order.get(k, len(order)), k))[:1]
+        return CallJudge([setup[k] for k in first], defined_names(answers), self._kernel_call)
 
     def _kernel_call(self, code: str, hook) -> None:
         """Run the judge's call in the kernel; its answer reaches ``hook`` (outputs are not kept)."""
