@@ -17,11 +17,11 @@ import re
 import shutil
 import subprocess
 import sys
-from functools import lru_cache
 from pathlib import Path
 
 import nbformat
 import pytest
+from practice import practice_answer_sources, practice_letters, practice_questions, wrong_letters
 
 from autograder import notebook as nbu
 from e2e_support.hub import CHP_INSTALL, Hub, alive, find_jupyterhub, find_proxy, wait_for
@@ -35,32 +35,16 @@ SERVICE = f"/services/{COURSE}"
 AUTOGRADER = Path(sys.executable).parent / "autograder"
 
 
-@lru_cache(maxsize=1)
-def right_letters() -> dict[int, str]:
-    """The solution's letter for each question, read from the source notebook."""
-    src = nbformat.read(ROOT / "source" / A / NB, as_version=4)
-    cells = {nbu.cell_id(c): c.source for c in src.cells}
-    return {n: re.search(r'answer_q\d+\s*=\s*"([A-Z])"', cells[f"answer_q{n}"]).group(1) for n in range(1, 11)}
-
-
-@lru_cache(maxsize=1)
 def max_score() -> float:
-    """The assignment's total points, from the source notebook's nbgrader metadata."""
-    src = nbformat.read(ROOT / "source" / A / NB, as_version=4)
-    return float(
-        sum(
-            c.metadata.get("nbgrader", {}).get("points", 0)
-            for c in src.cells
-            if c.metadata.get("nbgrader", {}).get("grade")
-        )
-    )
+    """The assignment's total points, from the source notebook."""
+    return sum(q.points for q in practice_questions().values())
 
 
 def answers(student: str) -> dict[str, str]:
     """Answer-cell sources by grade id: all right for RIGHT, all wrong for WRONG."""
-    right = right_letters()
-    pick = (lambda n: right[n]) if student == RIGHT else (lambda n: next(x for x in "ABCD" if x != right[n]))
-    return {f"answer_q{n}": f'answer_q{n} = "{pick(n)}"' for n in range(1, 11)}
+    if student == RIGHT:
+        return practice_answer_sources(practice_letters())
+    return practice_answer_sources(lambda n: wrong_letters(n)[0])
 
 
 def ok_json(r, what: str):

@@ -10,8 +10,8 @@ import socket
 
 import nbformat
 import pytest
+from practice import practice_letters, practice_notebook
 
-from autograder import notebook as nbu
 from autograder.course import Course
 from autograder.feedback import generate_feedback
 from autograder.grading import GradeSettings, grade, saved_review
@@ -81,15 +81,6 @@ def test_count_size_and_depth_are_capped(tmp_path):
         copy_submission(src, tmp_path / "o4", IntakeLimits(max_depth=3))
 
 
-def _answers(letter: str) -> nbformat.NotebookNode:
-    nb = nbformat.read(ROOT / "release" / A / NB, as_version=4)
-    for cell in nb.cells:
-        cid = nbu.cell_id(cell) or ""
-        if cid.startswith("answer_q"):
-            cell.source = f'{cid} = "{letter}"'
-    return nb
-
-
 def _digest(folder) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
@@ -103,13 +94,13 @@ def test_a_refused_folder_costs_only_its_own_student(tmp_path):
     submitted = root / "submitted"
     honest = submitted / "honest" / A
     honest.mkdir(parents=True)
-    nbformat.write(_answers("B"), honest / NB)
+    nbformat.write(practice_notebook(practice_letters()), honest / NB)
     # The linker's notebook is the source notebook itself (solutions and hidden tests), by a link.
     (submitted / "linker" / A).mkdir(parents=True)
     (submitted / "linker" / A / NB).symlink_to(root / "source" / A / NB)
     # A dangling link used to abort the whole run.
     (submitted / "dangler" / A).mkdir(parents=True)
-    nbformat.write(_answers("B"), submitted / "dangler" / A / NB)
+    nbformat.write(practice_notebook(practice_letters()), submitted / "dangler" / A / NB)
     (submitted / "dangler" / A / "data").symlink_to(tmp_path / "nowhere")
     # A whole student folder that is a link to someone else's.
     (submitted / "borrower").symlink_to(submitted / "honest", target_is_directory=True)

@@ -4,12 +4,12 @@ kernel does, prints or forges decides a grade."""
 from __future__ import annotations
 
 import ast
-import re
 import shutil
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell
+from practice import practice_letters, practice_notebook, wrong_letters
 
 from autograder import notebook as nbu
 from autograder.course import Course
@@ -90,24 +90,7 @@ def test_a_remote_function_returns_plain_data_and_refuses_the_rest():
         RemoteFunction("f", _kernel(lambda req: [{"token": req["token"], "value": '{"$": "pickle"}'}]))()
 
 
-def _right() -> dict[int, str]:
-    src = nbformat.read(ROOT / "source" / A / NB, as_version=4)
-    cells = {nbu.cell_id(c): c.source for c in src.cells}
-    return {n: re.search(r'answer_q\d+ = "([A-Z])"', cells[f"answer_q{n}"]).group(1) for n in range(1, 11)}
-
-
-def _notebook(letter_for, extra: str = "", after: int = 1) -> nbformat.NotebookNode:
-    """The release with every answer cell filled in; ``extra`` code appended to answer cell ``after``."""
-    nb = nbformat.read(ROOT / "release" / A / NB, as_version=4)
-    for cell in nb.cells:
-        cid = nbu.cell_id(cell) or ""
-        if cid.startswith("answer_q"):
-            n = int(cid.removeprefix("answer_q"))
-            cell.source = f'answer_q{n} = "{letter_for(n)}"' + (f"\n{extra}" if n == after and extra else "")
-    return nb
-
-
-WRONG = {n: "A" if right != "A" else "B" for n, right in _right().items()}
+WRONG = {n: wrong_letters(n)[0] for n in practice_letters()}
 
 # Tricks that act in the kernel. Each one answers every question wrongly.
 KERNEL_TRICKS = {
@@ -145,17 +128,17 @@ def test_kernel_tricks_and_forged_cells_decide_nothing(tmp_path):
     root = scratch_course(course(), tmp_path / "course", [A])
     shutil.copytree(ROOT / "release" / A, root / "release" / A)
     marker = tmp_path / "judge-ran-student-code"
-    submissions = {"honest": _notebook(_right().get), "wrong": _notebook(WRONG.get)}
+    submissions = {"honest": practice_notebook(practice_letters()), "wrong": practice_notebook(WRONG)}
     for name, trick in KERNEL_TRICKS.items():
-        submissions[name] = _notebook(WRONG.get, trick)
+        submissions[name] = practice_notebook(WRONG, before_q1=trick)
     # Not a literal: the grader does not run code to find the answer.
-    submissions["computed"] = _notebook(_right().get)
+    submissions["computed"] = practice_notebook(practice_letters())
     for cell in submissions["computed"].cells:
         if (nbu.cell_id(cell) or "").startswith("answer_q"):
             name, letter = cell.source.split(" = ")
             cell.source = f'{name} = "".join([{letter}])'  # runs to the right letter; is no literal
     # A forged grade cell: if the judge ran the notebook's own test cells it would run this.
-    forged = _notebook(WRONG.get)
+    forged = practice_notebook(WRONG)
     evil = new_code_cell(f"open({str(marker)!r}, 'w').write('ran')\nanswer_q1 = 'B'")
     evil.metadata["nbgrader"] = {
         "grade": True,
