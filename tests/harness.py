@@ -1,43 +1,386 @@
-"""Shared helpers for the tests: the course, and grading made-up answers through nbgrader.
+"""What the tests share: the course, its points, and one way to prove that tests can fail.
 
-``grade_answers("03_metrics", {"wrong_f1": {"answer_f1": "def f1(p, r):\\n    return (p + r) / 2"}})``
-copies the source notebook, swaps in the given answer-cell sources (by nbgrader grade id),
-autogrades every variant as a mock student in a scratch course, and returns
-``{variant: Graded}`` with per-cell scores and each failing test cell's error message.
+Importable from any test file (``from harness import ...``); the pytest plumbing that goes with it
+(parametrizing a table's cases, its class-scoped grading run, the sandbox requirement) lives in
+``conftest.py``.
+
+The mistake table
+-----------------
+Each assignment's test file declares its answers once::
+
+    TABLE = MistakeTable(
+        assignment="01_lora_basics",
+        right={"full_param_count": "def full_param_count(...): ...", ...},   # right, written differently
+        mistakes=(
+            Mistake("full_no_bias", {"full_param_count": "def ..."}, {"test_full_param_count": "bias"}),
+            ...
+        ),
+        uses={"LoRALinear": ("test_inject_lora", "test_inject_lora_minilm")},  # cells that also run it
+    )
+
+    class TestMistakes(MistakeTests):
+        table = TABLE
+
+and inherits the standard tests: the table is complete (every answer cell has a right answer
+written differently and at least one mistake; every test cell is shown failing); the
+right-differently student earns full marks on every autograded cell; each (mistake, cell) scores
+zero with an ``AssertionError`` whose message contains the words (test ids ``mistake-cell``); and a
+mistake costs nothing it does not list: every other cell of its mock student keeps its points.
+
+A test cell *uses* an answer when it is named ``test_<answer>`` or ``test_<answer>_...``, when a
+mistake in that answer is expected to lose it, or when the table declares it in ``uses`` (a
+wrong ``LoRALinear`` also changes what ``test_inject_lora`` sees). :meth:`MistakeTable.students`
+packs the mistakes into as few mock students as it can, such that no student holds two mistakes
+in the same answer, nor a mistake that touches (uses) a cell another one of its mistakes is
+expected to lose: every failure is the doing of the mistake it is blamed on. All of them are graded
+in one nbgrader run with the right-differently student (05 alone needs two: ``mistake_env`` grades the
+mistakes at the lab's smoke budget, the right answers at the real one).
+
+A cell that loses its points to a mistake through a bare exception instead of a teaching message is
+listed in ``untaught``: it must still score zero, and its (mistake, cell) case is a strict xfail that
+turns red once the hidden test names the mistake. ``FloatMistakeTests`` grades a table of float-valued
+mistakes with ``OMP_NUM_THREADS`` at 1 and at 2. 04_practice's letters and messages come from
+``practice.py``.
 """
+
 from __future__ import annotations
 
-from functools import lru_cache
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from functools import cache, cached_property
 from pathlib import Path
 
+import pytest
+
+from autograder import notebook as nbu
 from autograder.course import Course
-from autograder.notebook import read_notebook
 from autograder.rehearsal import Graded, grade_submissions, with_answers
 
 ROOT = Path(__file__).resolve().parents[1]
+RIGHT_STUDENT = "right_differently"
 
 
-@lru_cache(maxsize=1)
+@cache
 def course() -> Course:
     return Course.load(ROOT)
 
 
 def source_notebook(assignment: str):
-    return read_notebook(ROOT / "source" / assignment / f"{assignment}.ipynb")
+    return nbu.read_notebook(ROOT / "source" / assignment / f"{assignment}.ipynb")
 
 
-def grade_answers(assignment: str, variants: dict[str, dict[str, str]]) -> dict[str, Graded]:
-    """Grade each variant: ``{student id: {answer grade id: replacement source}}``."""
-    nb = source_notebook(assignment)
-    submissions = {
-        student: {f"{assignment}.ipynb": with_answers(nb, answers)} for student, answers in variants.items()
+@cache
+def points(assignment: str) -> dict[str, float]:
+    """``{autograded test cell id: points}``, in notebook order, from the source's nbgrader metadata."""
+    return {
+        nbu.cell_id(c): float(nbu.nbgrader_meta(c)["points"])
+        for c in source_notebook(assignment).cells
+        if nbu.is_test_cell(c)
     }
-    return grade_submissions(course(), assignment, submissions)
 
 
-def assert_loses_and_names(graded: Graded, cell: str, words: str, label: str) -> None:
-    """A wrong answer scores zero on ``cell`` and its assertion message contains ``words``."""
+@cache
+def max_score(assignment: str) -> float:
+    """Every graded cell's points, the autograded tests and what a human grades (05's reflection)."""
+    return sum(
+        float(nbu.nbgrader_meta(c).get("points", 0))
+        for c in source_notebook(assignment).cells
+        if nbu.nbgrader_meta(c).get("grade")
+    )
+
+
+@cache
+def answer_cells(assignment: str) -> tuple[str, ...]:
+    """Grade ids of the autograded answer cells (the names students implement), in notebook order."""
+    return tuple(nbu.cell_id(c) for c in source_notebook(assignment).cells if nbu.is_answer_cell(c))
+
+
+@contextmanager
+def environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``variables`` set, restored afterwards (the grader passes it to its kernels)."""
+    saved = {k: os.environ.get(k) for k in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def grade_answers(
+    assignment: str, variants: dict[str, dict[str, str]], env: Mapping[str, str] | None = None
+) -> dict[str, Graded]:
+    """Grade each variant in one nbgrader run: ``{student id: {answer grade id: replacement source}}``.
+
+    The source notebook (reference solutions) is the base, so answers a variant leaves out stay right.
+    """
+    nb = source_notebook(assignment)
+    submissions = {student: {f"{assignment}.ipynb": with_answers(nb, answers)} for student, answers in variants.items()}
+    with environment(env or {}):
+        return grade_submissions(course(), assignment, submissions)
+
+
+def require_sandbox() -> None:
+    """Fail (never skip) when bubblewrap cannot build the grading sandbox: the machine is not set up."""
+    from autograder import sandbox
+
+    reason = sandbox.unavailable_reason()
+    if reason is not None:
+        pytest.fail(f"the grading sandbox is missing: {reason}. Run ./setup (it installs bubblewrap).", pytrace=False)
+
+
+def assert_loses_and_names(graded: Graded, cell: str, words: str, label: str, exact: bool = False) -> None:
+    """A wrong answer scores zero on ``cell`` and its assertion message contains ``words`` (or is exactly it)."""
     assert graded.score(cell) == 0, f"{label}: {cell} still earned {graded.score(cell)}"
     error = graded.errors.get(cell, "")
-    assert error.startswith("AssertionError"), f"{label}: {cell} failed without a teaching message: {error}"
-    assert words in error, f"{label}: {cell} says {error!r}"
+    assert error.startswith("AssertionError: "), f"{label}: {cell} failed without a teaching message: {error!r}"
+    if exact:
+        assert error == f"AssertionError: {words}", f"{label}: {cell} says {error!r}, not {words!r}"
+    else:
+        assert words in error, f"{label}: {cell} should name the mistake with {words!r}; it says {error!r}"
+
+
+# --- the mistake table -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """One plausible wrong answer: the answer cells it replaces and what each test cell must say."""
+
+    name: str
+    answers: Mapping[str, str]  # answer grade id -> wrong source
+    loses: Mapping[str, str]  # test cell id -> words its AssertionError must contain
+
+
+@dataclass(frozen=True)
+class Case:
+    """One (mistake, test cell) pair: the cell must score zero and its message contain ``words``."""
+
+    mistake: str
+    cell: str
+    words: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.mistake}-{self.cell}"
+
+
+@dataclass(frozen=True)
+class MistakeTable:
+    """An assignment's right-differently answers and its plausible mistakes."""
+
+    assignment: str
+    right: Mapping[str, str]  # answer grade id -> a right answer written differently
+    mistakes: tuple[Mistake, ...]
+    # answer grade id -> test cells that run it too (beyond test_<answer>* and the cells its mistakes lose)
+    uses: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Set while the mistakes are graded, in a second run (05: the smoke budget; the right answers run
+    # alone at the real grading budget).
+    mistake_env: Mapping[str, str] = field(default_factory=dict)
+    # Cells whose score under ``mistake_env`` says nothing (05: whether a smoke-sized run beats the
+    # frozen baseline): left out of the spill-over check of that run.
+    env_sensitive: tuple[str, ...] = ()
+    # (mistake, cell) -> what the cell raises today instead of a teaching message: a known gap in the
+    # hidden tests. The cell must still score zero; the teaching-message case is a strict xfail.
+    untaught: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+    # -- reading the table --
+
+    def only(self, names: list[str] | tuple[str, ...]) -> MistakeTable:
+        """The same table with only the named mistakes (a smaller run)."""
+        missing = set(names) - {m.name for m in self.mistakes}
+        assert not missing, f"no such mistakes: {sorted(missing)}"
+        return replace(self, mistakes=tuple(m for m in self.mistakes if m.name in names))
+
+    def cases(self) -> list[Case]:
+        return [Case(m.name, cell, words) for m in self.mistakes for cell, words in m.loses.items()]
+
+    def params(self) -> list:
+        """``cases()`` as pytest parameters, id ``mistake-cell``; an untaught pair is a strict xfail.
+
+        Strict: the day the hidden test gives that cell a teaching message, the xfail turns red and
+        the pair leaves ``untaught``.
+        """
+        params = []
+        for case in self.cases():
+            raises = self.untaught.get((case.mistake, case.cell))
+            why = f"no teaching message yet: the cell raises {raises}"
+            marks = [pytest.mark.xfail(strict=True, reason=why)] if raises else []
+            params.append(pytest.param(case, id=case.id, marks=marks))
+        return params
+
+    def cells_using(self, answer: str) -> set[str]:
+        own = {c for c in points(self.assignment) if c == f"test_{answer}" or c.startswith(f"test_{answer}_")}
+        # A mistake in several answers (04's lower-case letters) says nothing about which one costs what.
+        lost = {c for m in self.mistakes if set(m.answers) == {answer} for c in m.loses}
+        return own | lost | set(self.uses.get(answer, ()))
+
+    def touches(self, mistake: Mistake) -> set[str]:
+        """Test cells whose outcome the mistake can change."""
+        cells = set(mistake.loses)
+        for answer in mistake.answers:
+            cells |= self.cells_using(answer)
+        return cells
+
+    def conflict(self, a: Mistake, b: Mistake) -> str | None:
+        """Why ``a`` and ``b`` cannot be held by one mock student, or None."""
+        shared = set(a.answers) & set(b.answers)
+        if shared:
+            return f"both answer {sorted(shared)}"
+        for x, y in ((a, b), (b, a)):
+            blurred = self.touches(x) & set(y.loses)
+            if blurred:
+                return f"{x.name} changes {sorted(blurred)}, where {y.name} is expected to fail"
+        return None
+
+    def students(self) -> dict[str, tuple[Mistake, ...]]:
+        """The mock students: ``{student id: its mistakes}``."""
+        return self._packed
+
+    @cached_property
+    def _packed(self) -> dict[str, tuple[Mistake, ...]]:
+        """The mistakes packed into as few mock students as a greedy colouring finds (most constrained first)."""
+        degree = {
+            m.name: sum(self.conflict(m, o) is not None for o in self.mistakes if o is not m) for m in self.mistakes
+        }
+        order = sorted(self.mistakes, key=lambda m: -degree[m.name])  # stable: ties keep the table's order
+        packed: list[list[Mistake]] = []
+        for m in order:
+            home = next((s for s in packed if all(self.conflict(m, o) is None for o in s)), None)
+            if home is None:
+                packed.append([m])
+            else:
+                home.append(m)
+        return {f"wrong_{i}": tuple(s) for i, s in enumerate(packed, 1)}
+
+    def student_of(self, mistake: str) -> str:
+        return next(s for s, ms in self.students().items() if any(m.name == mistake for m in ms))
+
+    # -- grading --
+
+    def grade(self, right: bool = True, env: Mapping[str, str] | None = None) -> dict[str, Graded]:
+        """Every mock student (and the right-differently one), in one nbgrader run where the table allows."""
+        wrong = {
+            s: {a: src.strip("\n") for m in ms for a, src in m.answers.items()} for s, ms in self.students().items()
+        }
+        right_variant = {RIGHT_STUDENT: {a: src.strip("\n") for a, src in self.right.items()}} if right else {}
+        env = dict(env or {})
+        if not self.mistake_env:
+            return grade_answers(self.assignment, {**right_variant, **wrong}, env)
+        graded = grade_answers(self.assignment, wrong, {**env, **self.mistake_env})
+        if right_variant:
+            graded.update(grade_answers(self.assignment, right_variant, env))
+        return graded
+
+
+class MistakeTests:
+    """The standard tests of a :class:`MistakeTable`; subclass as ``TestX`` and set ``table``.
+
+    ``table_grades`` (conftest.py) grades the table once per class; ``case`` is parametrized by
+    conftest.py's ``pytest_generate_tests`` over ``table.cases()`` with ids ``mistake-cell``.
+    """
+
+    table: MistakeTable
+
+    def test_table_is_complete(self):
+        t = self.table
+        answers, tests = answer_cells(t.assignment), points(t.assignment)
+        names = [m.name for m in t.mistakes]
+        assert len(names) == len(set(names)), "two mistakes share a name"
+        assert set(t.right) == set(answers), f"right-differently answers: {sorted(t.right)}; graded: {answers}"
+        wrong = {a for m in t.mistakes for a in m.answers}
+        assert set(answers) <= wrong, f"no wrong answer for {sorted(set(answers) - wrong)}"
+        assert wrong <= set(answers), f"not answer cells: {sorted(wrong - set(answers))}"
+        for m in t.mistakes:
+            assert m.loses, f"{m.name} is expected to lose nothing"
+            assert set(m.loses) <= set(tests), f"{m.name}: not test cells: {sorted(set(m.loses) - set(tests))}"
+            empty = [c for c, words in m.loses.items() if not words.strip()]
+            assert not empty, f"{m.name}: {empty} expect an empty phrase, which any message contains"
+        shown = {c.cell for c in t.cases()}
+        assert set(tests) <= shown, f"no mistake shows these cells failing: {sorted(set(tests) - shown)}"
+        used = set().union(*(t.cells_using(a) for a in answers))
+        assert set(tests) <= used, f"cells that use no answer (declare them in `uses`): {sorted(set(tests) - used)}"
+        assert set(t.env_sensitive) <= set(tests)
+        assert {(c.mistake, c.cell) for c in t.cases()} >= set(t.untaught), "untaught pairs must be cases"
+
+    def test_students_hold_no_two_mistakes_that_blur_each_other(self):
+        students = self.table.students()
+        held = sorted(m.name for ms in students.values() for m in ms)
+        assert held == sorted(m.name for m in self.table.mistakes), "every mistake is held by exactly one student"
+        for student, ms in students.items():
+            for i, a in enumerate(ms):
+                for b in ms[i + 1 :]:
+                    assert self.table.conflict(a, b) is None, f"{student}: {self.table.conflict(a, b)}"
+
+    @pytest.mark.slow
+    def test_right_answers_written_differently_earn_full_marks(self, table_grades):
+        g = table_grades[RIGHT_STUDENT]
+        lost = {c.cell: (c.score, g.errors.get(c.cell)) for c in g.grade.cells if c.auto and c.score != c.max_score}
+        assert not lost, lost
+        assert {c.cell: c.max_score for c in g.grade.cells if c.auto} == points(self.table.assignment)
+        assert g.grade.score == sum(points(self.table.assignment).values())
+        assert g.grade.max_score == max_score(self.table.assignment)
+        assert not g.review, g.review
+
+    @pytest.mark.slow
+    def test_each_mistake_loses_its_points_and_is_named(self, table_grades, case):
+        t = self.table
+        graded = table_grades[t.student_of(case.mistake)]
+        assert_loses_and_names(graded, case.cell, case.words, case.mistake)
+
+    @pytest.mark.slow
+    def test_untaught_cells_still_score_zero(self, table_grades):
+        """A cell that fails through a bare exception (a known gap, a strict xfail above) still earns nothing."""
+        t = self.table
+        kept = {
+            (mistake, cell): table_grades[t.student_of(mistake)].score(cell)
+            for mistake, cell in t.untaught
+            if table_grades[t.student_of(mistake)].score(cell) != 0
+        }
+        assert not kept, f"these mistakes kept points: {kept}"
+
+    @pytest.mark.slow
+    def test_wrong_answers_do_not_spill_over(self, table_grades):
+        """Every point a mistake costs is listed in its ``loses``: each other cell keeps its points.
+
+        Nobody is flagged for review either: these are honest, if wrong, notebooks.
+        """
+        t = self.table
+        spilled = []
+        for student, ms in t.students().items():
+            g = table_grades[student]
+            assert not g.review, f"{student} was flagged: {g.review}"
+            listed = set().union(*(m.loses for m in ms))
+            ignored = set(t.env_sensitive) if t.mistake_env else set()
+            for cell in points(t.assignment):
+                if cell not in listed | ignored and not g.full_marks(cell):
+                    spilled.append(f"{student} ({', '.join(m.name for m in ms)}): {cell} {g.errors.get(cell)!r}")
+        assert not spilled, "wrong answers cost cells their mistakes do not list:\n" + "\n".join(spilled)
+
+
+class FloatMistakeTests:
+    """A table of float-valued mistakes graded with one math thread and with two: each is still named.
+
+    Reductions in several threads add in another order; a message that picks the mistake by comparing
+    floats must not change with ``OMP_NUM_THREADS`` (the sandbox passes it through to the kernel).
+    Subclass as ``TestX`` and set ``table`` (``TABLE.only([...])``: only array-valued mistakes, so it
+    stays affordable). ``threaded_grades`` (conftest.py) grades it once per thread count.
+    """
+
+    table: MistakeTable
+
+    @pytest.mark.slow
+    def test_each_mistake_is_named_whatever_the_thread_count(self, threaded_grades, case):
+        graded = threaded_grades[self.table.student_of(case.mistake)]
+        assert_loses_and_names(graded, case.cell, case.words, case.mistake)
+
+    @pytest.mark.slow
+    def test_right_answers_earn_full_marks_whatever_the_thread_count(self, threaded_grades):
+        g = threaded_grades[RIGHT_STUDENT]
+        lost = {c.cell: g.errors.get(c.cell) for c in g.grade.cells if c.auto and c.score != c.max_score}
+        assert not lost, lost

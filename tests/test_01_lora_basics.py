@@ -1,15 +1,14 @@
 """01_lora_basics: each plausible mistake loses its points and is named; right answers written differently pass.
 
-One nbgrader run grades every variant (the fixture is module-scoped): one student holds a correct but
-differently written answer for every graded name, and each other student holds wrong answers for names
-whose test cells do not depend on each other (a wrong ``LoRALinear`` is paired only with mistakes whose
-cells never use it).
+The answers are declared here; ``harness.MistakeTable`` packs the mistakes into mock students (never a wrong
+``LoRALinear`` with a mistake whose cells would feel it: ``inject_lora``'s cells run ``LoRALinear`` too) and
+grades them in one nbgrader run with a student holding a correct but differently written answer for every
+graded name. The LoRA layers' float-valued mistakes are graded again with one and with two math threads.
 """
+
 from __future__ import annotations
 
-import pytest
-
-from harness import assert_loses_and_names, grade_answers
+from harness import FloatMistakeTests, Mistake, MistakeTable, MistakeTests
 
 A = "01_lora_basics"
 
@@ -97,7 +96,7 @@ def inject_lora(model, target_modules, r=8, alpha=16.0):
 
 # --- wrong LoRALinear classes, built from the reference by swapping one piece ----------------
 
-_LORA = '''
+_LORA = """
 class LoRALinear(nn.Module):
     def __init__(self, base, r=8, alpha=16.0):
         super().__init__()
@@ -115,7 +114,7 @@ class LoRALinear(nn.Module):
 
     def merged_weight(self):
         {merged}
-'''
+"""
 _GOOD = dict(
     freeze="base.requires_grad_(False)",
     scaling="alpha / r",
@@ -152,15 +151,15 @@ WRONG_LORA = {
 }
 
 WRONG_INJECT = {
-    "top_level_only": '''
+    "top_level_only": """
 def inject_lora(model, target_modules, r=8, alpha=16.0):
     model.requires_grad_(False)
     for name, child in list(model.named_children()):
         if name in target_modules and isinstance(child, nn.Linear):
             setattr(model, name, LoRALinear(child, r=r, alpha=alpha))
     return model
-''',
-    "substring_match": '''
+""",
+    "substring_match": """
 def inject_lora(model, target_modules, r=8, alpha=16.0):
     model.requires_grad_(False)
     found = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
@@ -168,23 +167,23 @@ def inject_lora(model, target_modules, r=8, alpha=16.0):
     for parent, name, child in found:
         setattr(parent, name, LoRALinear(child, r=r, alpha=alpha))
     return model
-''',
-    "no_return": '''
+""",
+    "no_return": """
 def inject_lora(model, target_modules, r=8, alpha=16.0):
     model.requires_grad_(False)
     found = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
              if isinstance(child, nn.Linear) and name in target_modules]
     for parent, name, child in found:
         setattr(parent, name, LoRALinear(child, r=r, alpha=alpha))
-''',
-    "no_freeze": '''
+""",
+    "no_freeze": """
 def inject_lora(model, target_modules, r=8, alpha=16.0):
     found = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
              if isinstance(child, nn.Linear) and name in target_modules]
     for parent, name, child in found:
         setattr(parent, name, LoRALinear(child, r=r, alpha=alpha))
     return model
-''',
+""",
 }
 
 WRONG_SIMPLE = {
@@ -194,8 +193,11 @@ WRONG_SIMPLE = {
         "def full_param_count(d_in, d_out, bias=True):\n    return d_in * d_out + (d_in if bias else 0)",
     ),
     "lora_no_error": ("lora_param_count", "def lora_param_count(d_in, d_out, r):\n    return r * (d_in + d_out)"),
-    "lora_full_matrices": ("lora_param_count", "def lora_param_count(d_in, d_out, r):\n"
-                           "    if r < 1:\n        raise ValueError(r)\n    return r * d_in * d_out"),
+    "lora_full_matrices": (
+        "lora_param_count",
+        "def lora_param_count(d_in, d_out, r):\n"
+        "    if r < 1:\n        raise ValueError(r)\n    return r * d_in * d_out",
+    ),
     "frac_over_full": (
         "trainable_fraction",
         "def trainable_fraction(d_in, d_out, r, bias=True):\n"
@@ -211,98 +213,153 @@ WRONG_SIMPLE = {
         "def trainable_fraction(d_in, d_out, r, bias=True):\n"
         "    lora = r * (d_in + d_out)\n    return lora / (d_in * d_out + lora)",
     ),
-    "count_all": ("count_trainable_parameters", "def count_trainable_parameters(model):\n"
-                  "    return sum(p.numel() for p in model.parameters())"),
-    "count_tensors": ("count_trainable_parameters", "def count_trainable_parameters(model):\n"
-                      "    return sum(1 for p in model.parameters() if p.requires_grad)"),
+    "count_all": (
+        "count_trainable_parameters",
+        "def count_trainable_parameters(model):\n    return sum(p.numel() for p in model.parameters())",
+    ),
+    "count_tensors": (
+        "count_trainable_parameters",
+        "def count_trainable_parameters(model):\n    return sum(1 for p in model.parameters() if p.requires_grad)",
+    ),
 }
 
-# Students: each holds at most one wrong answer per graded name, and never a wrong LoRALinear
-# together with a wrong answer whose cells would feel it.
-STUDENTS = {
-    "wrong_1": ["scaling_alpha", "top_level_only", "full_no_bias", "lora_no_error", "frac_over_full", "count_all"],
-    "wrong_2": ["random_b", "substring_match", "full_bias_per_input", "lora_full_matrices", "frac_percent", "count_tensors"],
-    "wrong_3": ["transposed_a", "no_return", "frac_ignores_bias"],
-    "wrong_4": ["no_bias_randn_a", "no_freeze"],
-    "wrong_5": ["inplace_merge_unfrozen"],
+WRONG_SIMPLE = {
+    "full_no_bias": ("full_param_count", "def full_param_count(d_in, d_out, bias=True):\n    return d_in * d_out"),
+    "full_bias_per_input": (
+        "full_param_count",
+        "def full_param_count(d_in, d_out, bias=True):\n    return d_in * d_out + (d_in if bias else 0)",
+    ),
+    "lora_no_error": ("lora_param_count", "def lora_param_count(d_in, d_out, r):\n    return r * (d_in + d_out)"),
+    "lora_full_matrices": (
+        "lora_param_count",
+        "def lora_param_count(d_in, d_out, r):\n"
+        "    if r < 1:\n        raise ValueError(r)\n    return r * d_in * d_out",
+    ),
+    "frac_over_full": (
+        "trainable_fraction",
+        "def trainable_fraction(d_in, d_out, r, bias=True):\n"
+        "    return r * (d_in + d_out) / (d_in * d_out + (d_out if bias else 0))",
+    ),
+    "frac_percent": (
+        "trainable_fraction",
+        "def trainable_fraction(d_in, d_out, r, bias=True):\n"
+        "    lora = r * (d_in + d_out)\n    return 100 * lora / (d_in * d_out + (d_out if bias else 0) + lora)",
+    ),
+    "frac_ignores_bias": (
+        "trainable_fraction",
+        "def trainable_fraction(d_in, d_out, r, bias=True):\n"
+        "    lora = r * (d_in + d_out)\n    return lora / (d_in * d_out + lora)",
+    ),
+    "count_all": (
+        "count_trainable_parameters",
+        "def count_trainable_parameters(model):\n    return sum(p.numel() for p in model.parameters())",
+    ),
+    "count_tensors": (
+        "count_trainable_parameters",
+        "def count_trainable_parameters(model):\n    return sum(1 for p in model.parameters() if p.requires_grad)",
+    ),
 }
 
-# (mistake, test cell that must lose all its points, words its error message must contain)
-EXPECTED = [
-    ("full_no_bias", "test_full_param_count", "bias"),
-    ("full_bias_per_input", "test_full_param_count", "one entry per OUTPUT"),
-    ("lora_no_error", "test_lora_param_count", "must raise ValueError"),
-    ("lora_full_matrices", "test_lora_param_count", "not r full-size matrices"),
-    ("frac_over_full", "test_trainable_fraction", "ALL the adapted layer's parameters"),
-    ("frac_percent", "test_trainable_fraction", "not a percentage"),
-    ("frac_ignores_bias", "test_trainable_fraction", "its bias"),
-    ("count_all", "test_count_trainable_parameters", "requires_grad"),
-    ("count_tensors", "test_count_trainable_parameters", "elements (numel)"),
-    ("scaling_alpha", "test_LoRALinear_structure", "alpha / r"),
-    ("scaling_alpha", "test_LoRALinear_forward", "r times too strong"),
-    ("scaling_alpha", "test_LoRALinear_peft", "scaling differs from PEFT"),
-    ("scaling_alpha", "test_LoRALinear_merge", "scaled by alpha"),
-    ("random_b", "test_LoRALinear_structure", "lora_B must start at zero"),
-    ("random_b", "test_LoRALinear_forward", "B starts at zero"),
-    ("transposed_a", "test_LoRALinear_structure", "transposed A"),
-    ("transposed_a", "test_LoRALinear_forward", "(r, in_features)"),
-    ("no_bias_randn_a", "test_LoRALinear_structure", "Kaiming-uniform"),
-    ("no_bias_randn_a", "test_LoRALinear_forward", "bias included"),
-    ("inplace_merge_unfrozen", "test_LoRALinear_structure", "must be frozen"),
-    ("inplace_merge_unfrozen", "test_LoRALinear_merge", "return a NEW tensor"),
-    ("top_level_only", "test_inject_lora", "every level of the model"),
-    ("top_level_only", "test_inject_lora_minilm", "110,592"),
-    ("substring_match", "test_inject_lora", "only CONTAINS a target"),
-    ("no_return", "test_inject_lora", "must return the model"),
-    ("no_freeze", "test_inject_lora", "freeze every other parameter"),
-    ("no_freeze", "test_inject_lora_minilm", "110,592"),
-]
+# mistake -> {every test cell it costs: words that cell's error message must contain}
+LOSES = {
+    "full_no_bias": {
+        "test_full_param_count": "bias",
+        # The student's own trainable_fraction counts with the student's full_param_count.
+        "test_trainable_fraction": "should be 6,144 / (147,840 + 6,144)",
+    },
+    "full_bias_per_input": {
+        "test_full_param_count": "one entry per OUTPUT",
+        # Square layers hide it (d_in == d_out): the first non-square case catches it.
+        "test_trainable_fraction": "expected lora / (full + lora)",
+    },
+    "lora_no_error": {"test_lora_param_count": "must raise ValueError"},
+    "lora_full_matrices": {
+        "test_lora_param_count": "not r full-size matrices",
+        "test_trainable_fraction": "should be 6,144 / (147,840 + 6,144)",
+    },
+    "frac_over_full": {"test_trainable_fraction": "ALL the adapted layer's parameters"},
+    "frac_percent": {"test_trainable_fraction": "not a percentage"},
+    "frac_ignores_bias": {"test_trainable_fraction": "its bias"},
+    "count_all": {"test_count_trainable_parameters": "requires_grad"},
+    "count_tensors": {"test_count_trainable_parameters": "elements (numel)"},
+    "scaling_alpha": {
+        "test_LoRALinear_structure": "alpha / r",
+        "test_LoRALinear_forward": "r times too strong",
+        "test_LoRALinear_peft": "scaling differs from PEFT",
+        "test_inject_lora_minilm": "check the scaling (alpha / r)",
+        "test_LoRALinear_merge": "scaled by alpha",
+    },
+    "random_b": {
+        "test_LoRALinear_structure": "lora_B must start at zero",
+        "test_LoRALinear_forward": "B starts at zero",
+        "test_LoRALinear_peft": "PEFT starts B at zero",
+        "test_inject_lora_minilm": "must start exactly where the pretrained model is",
+        "test_LoRALinear_merge": "with B = 0 the merged weight is W itself",
+    },
+    "transposed_a": {
+        "test_LoRALinear_structure": "transposed A",
+        "test_LoRALinear_forward": "(r, in_features)",
+        "test_LoRALinear_peft": "a transposed A?",
+        "test_inject_lora_minilm": "transposed",  # untaught: a RuntimeError today
+        "test_LoRALinear_merge": "transposed",  # untaught: a RuntimeError today
+    },
+    "no_bias_randn_a": {
+        "test_LoRALinear_structure": "Kaiming-uniform",
+        "test_LoRALinear_forward": "bias included",
+        "test_LoRALinear_peft": "Kaiming-uniform, a = sqrt(5)",
+        "test_inject_lora_minilm": "must start exactly where the pretrained model is",
+        "test_LoRALinear_merge": "merging must not change the outputs",
+    },
+    "inplace_merge_unfrozen": {
+        "test_LoRALinear_structure": "must be frozen",
+        "test_LoRALinear_forward": "freeze it (requires_grad=False)",
+        "test_LoRALinear_merge": "return a NEW tensor",
+    },
+    "top_level_only": {"test_inject_lora": "every level of the model", "test_inject_lora_minilm": "110,592"},
+    "substring_match": {"test_inject_lora": "only CONTAINS a target"},
+    "no_return": {
+        "test_inject_lora": "must return the model",
+        "test_inject_lora_minilm": "must return the model",  # untaught: an AttributeError today
+    },
+    "no_freeze": {"test_inject_lora": "freeze every other parameter", "test_inject_lora_minilm": "110,592"},
+}
 
-GRADE_ID = {**{k: "LoRALinear" for k in WRONG_LORA}, **{k: "inject_lora" for k in WRONG_INJECT},
-            **{k: name for k, (name, _) in WRONG_SIMPLE.items()}}
-SOURCE = {**WRONG_LORA, **WRONG_INJECT, **{k: src for k, (_, src) in WRONG_SIMPLE.items()}}
-STUDENT_OF = {mistake: student for student, mistakes in STUDENTS.items() for mistake in mistakes}
+# Cells that lose their points to a mistake, but through a bare exception instead of a teaching message.
+UNTAUGHT = {
+    ("transposed_a", "test_inject_lora_minilm"): "RuntimeError (tensor sizes 384 and 8 do not match)",
+    ("transposed_a", "test_LoRALinear_merge"): "RuntimeError (mat1 and mat2 shapes cannot be multiplied)",
+    ("no_return", "test_inject_lora_minilm"): "AttributeError ('NoneType' object has no attribute 'parameters')",
+}
+
+ANSWERS = {
+    **{k: ("LoRALinear", src) for k, src in WRONG_LORA.items()},
+    **{k: ("inject_lora", src) for k, src in WRONG_INJECT.items()},
+    **WRONG_SIMPLE,
+}
+
+TABLE = MistakeTable(
+    assignment=A,
+    right=RIGHT,
+    mistakes=tuple(Mistake(name, {ANSWERS[name][0]: ANSWERS[name][1]}, loses) for name, loses in LOSES.items()),
+    uses={
+        # inject_lora wraps layers in the student's LoRALinear; the reference trainable_fraction calls both counts.
+        "LoRALinear": ("test_inject_lora", "test_inject_lora_minilm"),
+        "full_param_count": ("test_trainable_fraction",),
+        "lora_param_count": ("test_trainable_fraction",),
+    },
+    untaught=UNTAUGHT,
+)
 
 
-def test_every_mistake_has_one_student_and_each_name_at_most_once_per_student():
-    assert sorted(STUDENT_OF) == sorted(SOURCE)
-    for student, mistakes in STUDENTS.items():
-        names = [GRADE_ID[m] for m in mistakes]
-        assert len(names) == len(set(names)), student
-    assert {GRADE_ID[m] for m, _, _ in EXPECTED} == set(RIGHT), "every graded name needs a wrong answer that loses points"
+class TestMistakes(MistakeTests):
+    table = TABLE
+
+    def test_every_variant_is_in_the_table(self):
+        assert sorted(LOSES) == sorted(ANSWERS)
 
 
-@pytest.fixture(scope="module")
-def graded():
-    variants = {"right_differently": {name: src.strip("\n") for name, src in RIGHT.items()}}
-    for student, mistakes in STUDENTS.items():
-        variants[student] = {GRADE_ID[m]: SOURCE[m].strip("\n") for m in mistakes}
-    return grade_answers(A, variants)
+# --- float rounding: the same messages with one math thread and with two ---------------------
 
 
-def test_right_answers_written_differently_earn_full_marks(graded):
-    g = graded["right_differently"]
-    assert g.grade.score == g.grade.max_score == 22, {c.cell: (c.score, g.errors.get(c.cell)) for c in g.grade.cells}
-
-
-@pytest.mark.parametrize("mistake, cell, words", EXPECTED, ids=[f"{m}-{c}" for m, c, _ in EXPECTED])
-def test_each_mistake_loses_its_points_and_is_named(graded, mistake, cell, words):
-    assert_loses_and_names(graded[STUDENT_OF[mistake]], cell, words, mistake)
-
-
-def test_wrong_answers_do_not_spill_over(graded):
-    """Cells of names a student answered correctly keep their points."""
-    untouched = {
-        "wrong_3": ["test_full_param_count", "test_lora_param_count", "test_count_trainable_parameters"],
-        "wrong_4": ["test_full_param_count", "test_lora_param_count", "test_trainable_fraction",
-                    "test_count_trainable_parameters"],
-        # A LoRALinear that forgets to freeze its base still works inside a correct inject_lora,
-        # which freezes the whole model itself.
-        "wrong_5": ["test_full_param_count", "test_lora_param_count", "test_trainable_fraction",
-                    "test_count_trainable_parameters", "test_LoRALinear_peft",
-                    "test_inject_lora", "test_inject_lora_minilm"],
-    }
-    for student, cells in untouched.items():
-        g = graded[student]
-        for cell in cells:
-            assert g.full_marks(cell), f"{student}: {cell} lost points ({g.errors.get(cell)})"
+class TestFloatMistakes(FloatMistakeTests):
+    table = TABLE.only(list(WRONG_LORA))

@@ -1,110 +1,99 @@
-"""04_practice: every wrong letter loses its point and teaches; a right letter written differently passes."""
-from __future__ import annotations
+"""04_practice: every wrong letter loses its point and teaches; a right letter written differently passes.
 
-import ast
-import re
+The grader reads each answer as a literal from the notebook's text (``autograder.judge.LiteralJudge``).
+Each wrong letter of each question is one mistake of the shared table (``harness.MistakeTable``): it must
+score zero with exactly the hidden test's message for that letter. A lower-case right letter fails the form
+check; a computed letter, or one disguised as a ``str`` subclass that always compares equal, is no literal;
+a name given two letters is ambiguous: all of them score zero everywhere, and each message says why.
+"""
+
+from __future__ import annotations
 
 import pytest
 
-from autograder import notebook as nbu
-from harness import grade_answers, source_notebook
+from harness import Mistake, MistakeTable, MistakeTests, assert_loses_and_names, points
+from practice import A, answer_source, practice_letters, practice_questions, wrong_letters
 
-A = "04_practice"
-QUESTIONS = range(1, 11)
+QUESTIONS = practice_questions()
+LETTERS = practice_letters()
 
+# The right letter as a literal written differently: single quotes, parentheses and comments.
+RIGHT = {f"answer_q{n}": f"# question {n}: my choice\nanswer_q{n} = ('{LETTERS[n]}')  # final" for n in QUESTIONS}
 
-def _cells():
-    return {nbu.cell_id(c): c for c in source_notebook(A).cells if nbu.cell_id(c)}
+COMPUTED = 'answer_q{n} = chr(ord("A") + {offset})'
+LYING_STR = (
+    "class _Yes(str):\n"
+    "    def __eq__(self, other):\n"
+    "        return True\n"
+    "    def __ne__(self, other):\n"
+    "        return False\n"
+    "    __hash__ = str.__hash__\n"
+    'answer_q{n} = _Yes("{letter}")'
+)
 
+LETTER_MISTAKES = tuple(
+    Mistake(f"q{n}_{letter}", {f"answer_q{n}": answer_source(n, letter)}, {f"test_q{n}": q.mistakes[letter]})
+    for n, q in QUESTIONS.items()
+    for letter in q.wrong
+)
 
-def right_letter(n: int) -> str:
-    match = re.search(rf'answer_q{n}\s*=\s*"([A-Z])"', _cells()[f"answer_q{n}"].source)
-    assert match, f"answer_q{n}'s solution is not a plain letter"
-    return match.group(1)
-
-
-def options(n: int) -> list[str]:
-    return re.findall(r"\*\*([A-Z])\.\*\*", _cells()[f"q{n}_question"].source)
-
-
-def mistakes(n: int) -> dict[str, str]:
-    """The hidden test's teaching message for each wrong letter, read from the source."""
-    tree = ast.parse(_cells()[f"test_q{n}"].source)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and node.targets[0].id == f"_mistake_q{n}":
-            return ast.literal_eval(node.value)
-    raise AssertionError(f"test_q{n} has no _mistake_q{n} table")
-
-
-def wrong_letters(n: int) -> list[str]:
-    return [letter for letter in options(n) if letter != right_letter(n)]
-
-
-@pytest.fixture(scope="module")
-def graded():
-    variants = {
-        # The right letter, but computed rather than typed as a literal.
-        "right_computed": {f"answer_q{n}": f'answer_q{n} = chr(ord("A") + {ord(right_letter(n)) - 65})' for n in QUESTIONS},
+TABLE = MistakeTable(
+    assignment=A,
+    right=RIGHT,
+    mistakes=(
+        *LETTER_MISTAKES,
         # The right letter in lower case: fails the visible form check.
-        "lower_case": {f"answer_q{n}": f'answer_q{n} = "{right_letter(n).lower()}"' for n in QUESTIONS},
-    }
-    # A wrong letter disguised as a str subclass whose == always says yes.
-    variants["lying_str"] = {
-        f"answer_q{n}": (
-            "class _Yes(str):\n"
-            "    def __eq__(self, other):\n"
-            "        return True\n"
-            "    def __ne__(self, other):\n"
-            "        return False\n"
-            "    __hash__ = str.__hash__\n"
-            f'answer_q{n} = _Yes("{wrong_letters(n)[0]}")'
-        )
-        for n in QUESTIONS
-    }
-    for k in range(3):  # every question has exactly three wrong letters
-        variants[f"wrong_{k}"] = {f"answer_q{n}": f'answer_q{n} = "{wrong_letters(n)[k]}"' for n in QUESTIONS}
-    return grade_answers(A, variants)
+        Mistake(
+            "lower_case",
+            {f"answer_q{n}": answer_source(n, LETTERS[n].lower()) for n in QUESTIONS},
+            {f"test_q{n}": "one capital letter" for n in QUESTIONS},
+        ),
+        # The right letter, but computed: the grader reads literals, it does not run the cell.
+        Mistake(
+            "computed_letter",
+            {f"answer_q{n}": COMPUTED.format(n=n, offset=ord(LETTERS[n]) - 65) for n in QUESTIONS},
+            {f"test_q{n}": "write it as one plain literal" for n in QUESTIONS},
+        ),
+        # A wrong letter disguised as a str subclass whose == always says yes.
+        Mistake(
+            "lying_str",
+            {f"answer_q{n}": LYING_STR.format(n=n, letter=wrong_letters(n)[0]) for n in QUESTIONS},
+            {f"test_q{n}": "write it as one plain literal" for n in QUESTIONS},
+        ),
+        # The right letter, then a wrong one: which one counts is not for the grader to guess.
+        Mistake(
+            "two_letters",
+            {f"answer_q{n}": f'answer_q{n} = "{LETTERS[n]}"\nanswer_q{n} = "{wrong_letters(n)[0]}"' for n in QUESTIONS},
+            {f"test_q{n}": f"answer_q{n} is given two different values" for n in QUESTIONS},
+        ),
+    ),
+)
+
+
+class TestMistakes(MistakeTests):
+    table = TABLE
+
+    @pytest.mark.slow
+    def test_each_wrong_letter_gets_exactly_its_own_message(self, table_grades):
+        for m in LETTER_MISTAKES:
+            ((cell, message),) = m.loses.items()
+            assert_loses_and_names(table_grades[TABLE.student_of(m.name)], cell, message, m.name, exact=True)
 
 
 def test_seed_questions_keep_the_seed_letters():
-    assert [right_letter(n) for n in range(1, 6)] == ["B", "A", "A", "D", "C"]
-    assert all(options(n) == ["A", "B", "C", "D"] for n in QUESTIONS)
+    assert [LETTERS[n] for n in range(1, 6)] == ["B", "A", "A", "D", "C"]
+    assert sorted(QUESTIONS) == list(range(1, 11))
+    assert all(q.options == ("A", "B", "C", "D") for q in QUESTIONS.values())
 
 
 def test_every_wrong_letter_has_its_own_message():
-    for n in QUESTIONS:
-        table = mistakes(n)
-        assert sorted(table) == wrong_letters(n), f"q{n}: the table must cover exactly the wrong letters"
-        assert len(set(table.values())) == 3, f"q{n}: each wrong letter needs its own message"
-        for message in table.values():
+    for n, q in QUESTIONS.items():
+        assert sorted(q.mistakes) == q.wrong, f"q{n}: the table must cover exactly the wrong letters"
+        assert len(set(q.mistakes.values())) == 3, f"q{n}: each wrong letter needs its own message"
+        for message in q.mistakes.values():
             assert len(message) > 60, f"q{n}: a message should explain the misconception"
-            assert f'"{right_letter(n)}"' not in message and "correct answer" not in message.lower()
+            assert f'"{q.right}"' not in message and "correct answer" not in message.lower()
 
 
-def test_right_letter_written_differently_earns_full_marks(graded):
-    g = graded["right_computed"]
-    assert g.grade.score == g.grade.max_score == 20
-
-
-def test_lower_case_letter_fails_the_form_check(graded):
-    g = graded["lower_case"]
-    assert g.grade.score == 0
-    for n in QUESTIONS:
-        assert "one capital letter" in g.errors[f"test_q{n}"]
-
-
-@pytest.mark.parametrize("k", range(3))
-def test_each_wrong_letter_loses_its_point_and_teaches(graded, k):
-    g = graded[f"wrong_{k}"]
-    for n in QUESTIONS:
-        cell = f"test_q{n}"
-        letter = wrong_letters(n)[k]
-        assert g.score(cell) == 0, f"q{n}: wrong letter {letter} earned points"
-        assert g.errors[cell] == f"AssertionError: {mistakes(n)[letter]}", f"q{n}/{letter}: {g.errors[cell]}"
-
-
-def test_a_str_subclass_that_always_compares_equal_scores_zero(graded):
-    g = graded["lying_str"]
-    assert g.grade.score == 0
-    for n in QUESTIONS:
-        assert g.score(f"test_q{n}") == 0, f"q{n}: a lying str subclass earned points"
+def test_points_match_the_notebook_table():
+    assert {f"test_q{n}": q.points for n, q in QUESTIONS.items()} == points(A)

@@ -1,4 +1,5 @@
 """The `autograder` command line on a scratch copy of the course: grading, export, bad input."""
+
 from __future__ import annotations
 
 import csv
@@ -16,26 +17,16 @@ import pytest
 from autograder import notebook as nbu
 from autograder.cli import main
 from autograder.nbgrader_run import scratch_course
-from harness import ROOT, course
+from harness import ROOT, course, max_score, points
+from practice import NB, A, practice_letters
+from practice import practice_notebook as _answers
 
-A = "04_practice"
-NB = f"{A}.ipynb"
-
-
-def _answers(letter_for) -> nbformat.NotebookNode:
-    nb = nbformat.read(ROOT / "release" / A / NB, as_version=4)
-    for cell in nb.cells:
-        cid = nbu.cell_id(cell) or ""
-        if cid.startswith("answer_q"):
-            n = int(cid.removeprefix("answer_q"))
-            cell.source = f'answer_q{n} = "{letter_for(n)}"'
-    return nb
+MAX = max_score(A)
+Q_POINTS = {n: points(A)[f"test_q{n}"] for n in practice_letters()}
 
 
 def _right(n: int) -> str:
-    src = nbformat.read(ROOT / "source" / A / NB, as_version=4)
-    cell = next(c for c in src.cells if nbu.cell_id(c) == f"answer_q{n}")
-    return re.search(r'"([A-Z])"', cell.source).group(1)
+    return practice_letters()[n]
 
 
 def _submit(root, student, nb_or_text):
@@ -48,7 +39,9 @@ def _submit(root, student, nb_or_text):
 
 
 def _digest(folder) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +65,31 @@ def graded(classroom):
     from contextlib import redirect_stderr, redirect_stdout
 
     with redirect_stdout(out), redirect_stderr(err):
-        status = main(["--course", str(classroom), "grade", A, "--student", "alice", "--student", "bob",
-                       "--student", "carol", "--student", "dave", "--student", "ghost"])
+        status = main(
+            [
+                "--course",
+                str(classroom),
+                "grade",
+                A,
+                "--student",
+                "alice",
+                "--student",
+                "bob",
+                "--student",
+                "carol",
+                "--student",
+                "dave",
+                "--student",
+                "ghost",
+            ]
+        )
     after = {folder: _digest(classroom / folder) for folder in ("submitted", "release", "source")}
     return status, out.getvalue(), err.getvalue(), before, after
 
 
+@pytest.mark.slow
 def test_grade_reports_each_bad_submission_on_one_line_and_exits_2(graded):
-    status, out, err, *_ = graded
+    status, _, err, *_ = graded
     assert status == 2
     lines = err.strip().splitlines()
     assert any(line.startswith("autograder: carol:") and "not a valid notebook" in line for line in lines)
@@ -88,21 +98,22 @@ def test_grade_reports_each_bad_submission_on_one_line_and_exits_2(graded):
     assert len(lines) == 3, err
 
 
+@pytest.mark.slow
 def test_broken_submissions_do_not_stop_the_others(graded):
     _, out, *_ = graded
-    scores = {m.group(1): float(m.group(2)) for m in re.finditer(r"^\S+\s+(\w+)\s+([\d.]+) / 20", out, re.M)}
-    q_points = {1: 1, 2: 1, 3: 2, 4: 2, 5: 3, 6: 1, 7: 2, 8: 2, 9: 3, 10: 3}
-    assert scores["alice"] == 20
-    assert scores["bob"] == sum(p for n, p in q_points.items() if _right(n) == "A")
+    scores = {m.group(1): float(m.group(2)) for m in re.finditer(rf"^\S+\s+(\w+)\s+([\d.]+) / {MAX:g}\b", out, re.M)}
+    assert scores["alice"] == MAX
+    assert scores["bob"] == sum(p for n, p in Q_POINTS.items() if _right(n) == "A")
     # dave's deleted test cell came back and still grades his (right) answer; his deleted
     # answer cell came back as the stub and earns nothing.
-    assert scores["dave"] == 20 - q_points[4]
+    assert scores["dave"] == MAX - Q_POINTS[4]
     assert "carol" not in scores
 
 
+@pytest.mark.slow
 def test_parallel_grading_gives_the_same_scores(classroom, graded):
-    from autograder.grading import GradeSettings, grade
     from autograder.course import Course
+    from autograder.grading import GradeSettings, grade
 
     def cells(run):
         return {g.student: (g.score, tuple((c.cell, c.score) for c in g.cells)) for g in run.grades}
@@ -114,27 +125,30 @@ def test_parallel_grading_gives_the_same_scores(classroom, graded):
     assert sorted(cells(two)) == students
 
 
+@pytest.mark.slow
 def test_grading_touches_no_input(graded):
     *_, before, after = graded
     assert before == after
 
 
+@pytest.mark.slow
 def test_export_writes_every_graded_submission(classroom, graded, tmp_path):
     target = tmp_path / "grades.csv"
     assert main(["--course", str(classroom), "export", "--out", str(target)]) == 0
     rows = list(csv.DictReader(target.open()))
     assert {r["student_id"] for r in rows} == {"alice", "bob", "dave"}
     assert {r["assignment"] for r in rows} == {A}
-    assert next(r for r in rows if r["student_id"] == "alice")["score"] == "20"
+    assert float(next(r for r in rows if r["student_id"] == "alice")["score"]) == MAX
 
 
+@pytest.mark.slow
 def test_feedback_pages_teach_without_leaking_hidden_tests(classroom, graded):
     assert main(["--course", str(classroom), "feedback", A, "--student", "alice", "bob"]) == 0
     source = nbformat.read(ROOT / "source" / A / NB, as_version=4)
     hidden = sorted(nbu.secret_lines(source).hidden)
     assert hidden, "the source should have hidden test lines to look for"
     pages = {s: (classroom / "feedback" / s / A / f"{A}.html").read_text() for s in ("alice", "bob")}
-    assert "20 / 20" in pages["alice"]
+    assert f"{MAX:g} / {MAX:g}" in pages["alice"]
     wrong = next(n for n in range(1, 11) if _right(n) != "A")
     assert f"test_q{wrong}" in pages["bob"] and "failed" in pages["bob"]
     assert "alice" not in pages["bob"] and "bob" not in pages["alice"]
@@ -160,8 +174,9 @@ def test_feedback_pages_teach_without_leaking_hidden_tests(classroom, graded):
 )
 def test_bad_input_gets_one_line_and_exit_2(tmp_path, argv, message):
     root = scratch_course(course(), tmp_path / "course", [A])
-    proc = subprocess.run([sys.executable, "-m", "autograder", "--course", str(root), *argv],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograder", "--course", str(root), *argv], capture_output=True, text=True
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
 
@@ -181,8 +196,9 @@ def test_grade_refuses_without_a_sandbox(monkeypatch, tmp_path, capsys):
 def test_source_notebook_that_is_not_json(tmp_path):
     root = scratch_course(course(), tmp_path / "course", [A])
     (root / "source" / A / NB).write_text("{ oops")
-    proc = subprocess.run([sys.executable, "-m", "autograder", "--course", str(root), "build", A],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograder", "--course", str(root), "build", A], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "not a valid notebook" in proc.stderr
     assert not (root / "release").exists(), "nothing may be built from a broken source"
 
@@ -192,10 +208,11 @@ def test_not_a_course_directory(tmp_path):
     assert proc.returncode == 2 and "nbgrader_config.py" in proc.stderr
 
 
+@pytest.mark.slow
 def test_demo_builds_and_prints_the_score_table(tmp_path, capsys):
     root = scratch_course(course(), tmp_path / "course", [A])
     assert main(["--course", str(root), "demo", A]) == 0
     out = capsys.readouterr().out
     assert (root / "release" / A / NB).is_file()
-    assert re.search(rf"^{A}\s+reference\s+20\s+20$", out, re.M), out
-    assert re.search(rf"^{A}\s+blank\s+0\s+20$", out, re.M), out
+    assert re.search(rf"^{A}\s+reference\s+{MAX:g}\s+{MAX:g}$", out, re.M), out
+    assert re.search(rf"^{A}\s+blank\s+0\s+{MAX:g}$", out, re.M), out

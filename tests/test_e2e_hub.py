@@ -21,10 +21,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from practice import practice_answer_sources, practice_letters, practice_questions, wrong_letters
 
 from autograder import notebook as nbu
 from e2e_support.hub import CHP_INSTALL, Hub, alive, find_jupyterhub, find_proxy, wait_for
+from practice import practice_answer_sources, practice_letters, practice_questions, wrong_letters
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = "lora-qlora"

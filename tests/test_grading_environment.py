@@ -17,7 +17,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from practice import practice_notebook, wrong_letters
 
 from autograder import notebook as nbu
 from autograder import sandbox
@@ -26,6 +25,7 @@ from autograder.course import Course
 from autograder.grading import GradeSettings, GradingEnvironmentError, grade
 from autograder.nbgrader_run import read_grades, scratch_course
 from harness import ROOT, course
+from practice import practice_notebook, wrong_letters
 
 A = "04_practice"
 NB = f"{A}.ipynb"

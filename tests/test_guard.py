@@ -1,33 +1,45 @@
-"""The integrity probes and the sandbox, on tiny notebooks run directly (no course, no gradebook)."""
+"""The integrity probes and the sandbox, on tiny notebooks run directly (no course, no gradebook).
+
+The kernel tests need bubblewrap: without it they fail (``sandbox_ready``) and say to run ./setup.
+"""
+
 from __future__ import annotations
+
+import json
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from autograder import sandbox
 from autograder.guard import GuardedExecute, differences, watched_modules
 
-needs_sandbox = pytest.mark.skipif(
-    sandbox.unavailable_reason() is not None, reason=f"needs the sandbox: {sandbox.unavailable_reason()}"
-)
+# The tests below that start a kernel: slow, and only meaningful inside the sandbox.
+kernel_test = pytest.mark.usefixtures("sandbox_ready")
 
 
 def _test_cell(source: str, grade_id: str = "t1") -> nbformat.NotebookNode:
     cell = new_code_cell(source)
-    cell.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "grade_id": grade_id,
-                                 "points": 1, "schema_version": 3}
+    cell.metadata["nbgrader"] = {
+        "grade": True,
+        "solution": False,
+        "locked": True,
+        "grade_id": grade_id,
+        "points": 1,
+        "schema_version": 3,
+    }
     return cell
 
 
-def _run(tmp_path, *cells) -> tuple[nbformat.NotebookNode, GuardedExecute]:
+def _run(tmp_path, *cells) -> tuple[nbformat.NotebookNode, dict]:
+    """Run the cells in a sandboxed, guarded kernel: the executed notebook and its integrity report."""
     nb = new_notebook(cells=list(cells))
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    ex = GuardedExecute(timeout=60, sandbox=sandbox.unavailable_reason() is None,
-                        report_file=str(tmp_path / "report.json"))
+    ex = GuardedExecute(timeout=60, sandbox=True, report_file=str(tmp_path / "report.json"))
     (tmp_path / "data.txt").write_text("data")
     ex.preprocess(nb, {"metadata": {"path": str(tmp_path)}, "unique_key": "t"})
-    return nb, ex
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert set(report) == {"t"} and report["t"]["sandbox"] is True, report
+    return nb, report["t"]
 
 
 def _errors(cell) -> list[str]:
@@ -41,15 +53,37 @@ def test_watched_modules_follow_the_test_cells_imports():
 
 
 def test_differences_name_each_kind_of_change():
-    base = {"trace": [True] * 4, "modules": {"math": [1, {"isclose": 2}]}, "sys": {"displayhook": 3},
-            "import_hooks": [4],
-            "shell": {"id": 1, "cleanup": [], "post": [], "ast": [], "manager": 5, "events": {"pre_run_cell": []},
-                      "methods": {"run_cell": [False, 7]}, "kernel": {}}, "shadows": []}
+    base = {
+        "trace": [True] * 4,
+        "modules": {"math": [1, {"isclose": 2}]},
+        "sys": {"displayhook": 3},
+        "import_hooks": [4],
+        "shell": {
+            "id": 1,
+            "cleanup": [],
+            "post": [],
+            "ast": [],
+            "manager": 5,
+            "events": {"pre_run_cell": []},
+            "methods": {"run_cell": [False, 7]},
+            "kernel": {},
+        },
+        "shadows": [],
+    }
     same = {**base}
     assert differences(base, same) == []
-    changed = {**base, "trace": [False, True, True, True], "modules": {"math": [1, {"isclose": 9}]},
-               "shell": {**base["shell"], "post": [11], "events": {"pre_run_cell": [[12, False]]},
-                         "methods": {"run_cell": [True, 7]}}, "shadows": ["len"]}
+    changed = {
+        **base,
+        "trace": [False, True, True, True],
+        "modules": {"math": [1, {"isclose": 9}]},
+        "shell": {
+            **base["shell"],
+            "post": [11],
+            "events": {"pre_run_cell": [[12, False]]},
+            "methods": {"run_cell": [True, 7]},
+        },
+        "shadows": ["len"],
+    }
     said = " ".join(differences(base, changed))
     for words in ("tracing", "math.isclose", "input transformer", "'pre_run_cell'", "run_cell", "len"):
         assert words in said, words
@@ -58,21 +92,26 @@ def test_differences_name_each_kind_of_change():
     assert differences(base, benign) == []
 
 
-@needs_sandbox
+@pytest.mark.slow
+@kernel_test
 def test_a_patched_torch_is_caught_before_the_test_runs(tmp_path):
-    nb, ex = _run(
+    nb, report = _run(
         tmp_path,
         new_code_cell("import torch\ntorch.allclose = lambda *a, **k: True"),
         _test_cell("import torch\nassert torch.allclose(torch.zeros(1), torch.ones(1)), 'tensors differ'"),
     )
+    assert _errors(nb.cells[0]) == []
     errors = _errors(nb.cells[1])
     assert errors and errors[-1].startswith("AutograderTamperError") and "torch.allclose" in errors[-1]
-    assert "t1" in ex._cells
+    assert "earns no points" in errors[-1] and "flagged" in errors[-1]
+    assert list(report["tampered"]) == ["t1"], report
+    assert any("torch.allclose" in why for why in report["tampered"]["t1"]), report
 
 
-@needs_sandbox
+@pytest.mark.slow
+@kernel_test
 def test_an_honest_failure_is_just_a_failure(tmp_path):
-    nb, ex = _run(
+    nb, report = _run(
         tmp_path,
         new_code_cell("import torch\nx = torch.zeros(1)"),
         _test_cell("import torch\nassert torch.allclose(x, torch.ones(1)), 'tensors differ'"),
@@ -81,15 +120,22 @@ def test_an_honest_failure_is_just_a_failure(tmp_path):
     assert _errors(nb.cells[1]) == ["AssertionError: tensors differ"]
     assert _errors(nb.cells[2]) == []
     assert "".join(o.get("text", "") for o in nb.cells[2].outputs).strip() == "read the data file"
-    assert ex._cells == {}
+    assert report["tampered"] == {} and report["events"] == [], report
 
 
-@needs_sandbox
+@pytest.mark.slow
+@kernel_test
 def test_the_kernel_cannot_see_the_notebook_or_its_folder(tmp_path):
     (tmp_path / "secret.ipynb").write_text("{}")
-    nb, _ = _run(
+    nb, report = _run(
         tmp_path,
-        new_code_cell("import os\nlisting = sorted(os.listdir('.'))\nparent = os.path.exists('%s')" % tmp_path),
-        _test_cell("assert listing == ['data.txt'], listing\nassert os.getcwd() != '%s'" % tmp_path),
+        new_code_cell(f"import os\nlisting = sorted(os.listdir('.'))\nparent = os.path.exists('{tmp_path}')"),
+        _test_cell(
+            "assert listing == ['data.txt'], listing\n"
+            f"assert os.getcwd() != '{tmp_path}'\n"
+            "assert not parent, 'the kernel sees the folder of the notebook'"
+        ),
     )
+    assert _errors(nb.cells[0]) == []
     assert _errors(nb.cells[1]) == []
+    assert report["tampered"] == {}

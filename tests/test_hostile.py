@@ -6,12 +6,12 @@ those that tamper with the kernel must be flagged for review; the honest submiss
 the same batch must get exactly their scores; and the course's source, release, other
 submissions and gradebook must come out untouched.
 """
+
 from __future__ import annotations
 
 import csv
 import hashlib
 import io
-import re
 import shutil
 import socket
 import threading
@@ -20,48 +20,24 @@ import nbformat
 import pytest
 
 from autograder import notebook as nbu
-from autograder import sandbox
 from autograder.course import Course
 from autograder.grading import GradeSettings, export_csv, grade
 from autograder.nbgrader_run import scratch_course
-from harness import ROOT, course
+from harness import ROOT, course, max_score, points
+from practice import NB, A, practice_letters, practice_notebook, wrong_letters
 
-A = "04_practice"
-NB = f"{A}.ipynb"
-POINTS = {1: 1, 2: 1, 3: 2, 4: 2, 5: 3, 6: 1, 7: 2, 8: 2, 9: 3, 10: 3}
+# Grading students' code needs the sandbox: without it every test here fails and says to run ./setup.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_ready")]
 
-pytestmark = pytest.mark.skipif(
-    sandbox.unavailable_reason() is not None,
-    reason=f"grading student code needs the sandbox: {sandbox.unavailable_reason()}",
-)
-
-
-def _right() -> dict[int, str]:
-    src = nbformat.read(ROOT / "source" / A / NB, as_version=4)
-    found = {}
-    for cell in src.cells:
-        cid = nbu.cell_id(cell) or ""
-        if cid.startswith("answer_q"):
-            found[int(cid.removeprefix("answer_q"))] = re.search(r'"([A-Z])"', cell.source).group(1)
-    return found
-
-
-RIGHT = _right()
-WRONG = {n: next(x for x in "ABCD" if x != letter) for n, letter in RIGHT.items()}
+RIGHT = practice_letters()
+WRONG = {n: wrong_letters(n)[0] for n in RIGHT}
+POINTS = {n: points(A)[f"test_q{n}"] for n in RIGHT}
+MAX = max_score(A)
 
 
 def _notebook(first: str = "", letters: dict[int, str] | None = None) -> nbformat.NotebookNode:
     """The release notebook with wrong letters everywhere and ``first`` run before answer 1."""
-    letters = letters or WRONG
-    nb = nbformat.read(ROOT / "release" / A / NB, as_version=4)
-    for cell in nb.cells:
-        cid = nbu.cell_id(cell) or ""
-        if cid.startswith("answer_q"):
-            n = int(cid.removeprefix("answer_q"))
-            cell.source = f'answer_q{n} = "{letters[n]}"'
-            if n == 1 and first:
-                cell.source = first + "\n" + cell.source
-    return nb
+    return practice_notebook(letters or WRONG, before_q1=first)
 
 
 def _cheat_if(condition: str) -> str:
@@ -94,7 +70,7 @@ def _catalogue(course_root, port: int) -> dict[str, tuple[object, bool]]:
             False,
         ),
         "read_other_submission": (
-            f"import os\n" + _cheat_if(f"os.path.exists('{course_root}/submitted/honest_right/{A}/{NB}')"),
+            "import os\n" + _cheat_if(f"os.path.exists('{course_root}/submitted/honest_right/{A}/{NB}')"),
             False,
         ),
         # -- writing what it must not, and the network -------------------------------------
@@ -145,7 +121,8 @@ def _catalogue(course_root, port: int) -> dict[str, tuple[object, bool]]:
             True,
         ),
         "replace_builtins": (
-            "import builtins\nbuiltins.isinstance = lambda *a, **k: True\nbuiltins.len = lambda *a, **k: 1", True
+            "import builtins\nbuiltins.isinstance = lambda *a, **k: True\nbuiltins.len = lambda *a, **k: 1",
+            True,
         ),
         "shadow_builtin": ("def isinstance(*args, **kwargs):\n    return True", True),
         "input_transformer_blank": ("get_ipython().input_transformers_cleanup.append(lambda lines: [])", True),
@@ -174,16 +151,15 @@ def _catalogue(course_root, port: int) -> dict[str, tuple[object, bool]]:
             "threading.Thread(target=_later, daemon=True).start()",
             True,
         ),
-        "fake_success_output": (
-            "print('All tests passed. Score: 20/20')\nprint('autograder-end-' + '0' * 32)", False
-        ),
+        "fake_success_output": ("print('All tests passed. Score: 20/20')\nprint('autograder-end-' + '0' * 32)", False),
         # -- breaking the run --------------------------------------------------------------
         "sys_exit": ("import sys\nsys.exit(0)", False),
         "os_exit": ("import os\nos._exit(0)", True),
         "kill_kernel": ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", True),
         "infinite_loop": ("while True:\n    pass", False),
         "stubborn_hang": (
-            "import time\nwhile True:\n    try:\n        time.sleep(1)\n    except BaseException:\n        pass", True
+            "import time\nwhile True:\n    try:\n        time.sleep(1)\n    except BaseException:\n        pass",
+            True,
         ),
         "memory_bomb": ("_blocks = []\nwhile True:\n    _blocks.append(bytearray(256 * 2**20))", False),
         "output_flood": ("import sys\nfor _ in range(40):\n    sys.stdout.write('x' * 1_000_000)", False),
@@ -194,12 +170,13 @@ def _catalogue(course_root, port: int) -> dict[str, tuple[object, bool]]:
 def _digest(folder) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*")) if p.is_file()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
     }
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory):
+def batch(tmp_path_factory, sandbox_ready):
     root = scratch_course(course(), tmp_path_factory.mktemp("hostile") / "course", [A])
     shutil.copytree(ROOT / "release" / A, root / "release" / A)
     listener = socket.socket()
@@ -221,7 +198,10 @@ def batch(tmp_path_factory):
     submissions = {
         "honest_right": _notebook(letters=RIGHT),
         "honest_half": _notebook(letters={n: RIGHT[n] if n <= 5 else WRONG[n] for n in RIGHT}),
-        **{name: (nb if isinstance(nb, nbformat.NotebookNode) else _notebook(nb)) for name, (nb, _) in catalogue.items()},
+        **{
+            name: (nb if isinstance(nb, nbformat.NotebookNode) else _notebook(nb))
+            for name, (nb, _) in catalogue.items()
+        },
     }
     for student, nb in submissions.items():
         folder = root / "submitted" / student / A
@@ -229,7 +209,9 @@ def batch(tmp_path_factory):
         nbformat.write(nb, folder / NB)
     before = {name: _digest(root / name) for name in ("source", "release", "submitted")}
     run = grade(
-        Course.load(root), A, None,
+        Course.load(root),
+        A,
+        None,
         GradeSettings(jobs=2, cell_timeout=10, time_limit=90, memory=3 * 2**30),
     )
     after = {name: _digest(root / name) for name in ("source", "release", "submitted")}
@@ -247,7 +229,7 @@ def test_every_submission_is_graded(batch):
 def test_honest_submissions_get_exactly_their_scores(batch):
     _, run, *_ = batch
     scores = {g.student: g for g in run.grades}
-    assert scores["honest_right"].score == 20 and not scores["honest_right"].flagged
+    assert scores["honest_right"].score == MAX and not scores["honest_right"].flagged
     assert scores["honest_half"].score == sum(POINTS[n] for n in range(1, 6))
     assert not scores["honest_half"].flagged
     assert "honest_right" not in run.review and "honest_half" not in run.review
@@ -259,7 +241,7 @@ def test_hostile_submission_earns_nothing(batch, student):
     g = next(g for g in run.grades if g.student == student)
     earned = [f"{c.cell} {c.score:g}" for c in g.cells if c.score]
     assert g.score == 0, f"{student} earned {earned}"
-    assert g.max_score == 20, f"{student} changed the points: max {g.max_score}"
+    assert g.max_score == MAX, f"{student} changed the points: max {g.max_score}"
 
 
 def test_tampering_is_flagged_in_report_and_csv(batch):

@@ -10,7 +10,6 @@ import socket
 
 import nbformat
 import pytest
-from practice import practice_letters, practice_notebook
 
 from autograder.course import Course
 from autograder.feedback import generate_feedback
@@ -18,6 +17,7 @@ from autograder.grading import GradeSettings, grade, saved_review
 from autograder.intake import IntakeError, IntakeLimits, copy_submission
 from autograder.nbgrader_run import scratch_course
 from harness import ROOT, course
+from practice import practice_letters, practice_notebook
 
 A = "04_practice"
 NB = f"{A}.ipynb"

@@ -9,7 +9,6 @@ import shutil
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell
-from practice import practice_letters, practice_notebook, wrong_letters
 
 from autograder import notebook as nbu
 from autograder.course import Course
@@ -17,6 +16,7 @@ from autograder.grading import GradeSettings, grade
 from autograder.judge import AMBIGUOUS, judge_cell, literal_answers
 from autograder.nbgrader_run import scratch_course
 from harness import ROOT, course
+from practice import practice_letters, practice_notebook, wrong_letters
 
 A = "04_practice"
 NB = f"{A}.ipynb"

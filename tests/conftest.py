@@ -1,0 +1,53 @@
+"""Fixtures and hooks every test file shares; the importable helpers are in ``harness.py``.
+
+Kept light: nothing here imports the grader until a fixture that needs it runs, so
+``pytest -m "not slow"`` and the files that never grade stay quick to start.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``case`` in a ``MistakeTests`` class: one test per (mistake, cell) of its table, id ``mistake-cell``.
+
+    A pair the table lists as ``untaught`` (the cell fails, but with a bare exception instead of a
+    teaching message) is a strict xfail: it turns red the day the message appears, so the mark goes.
+    """
+    table = getattr(metafunc.cls, "table", None)
+    if table is None or "case" not in metafunc.fixturenames:
+        return
+    metafunc.parametrize("case", table.params())
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses a table's grades graded notebooks through nbgrader: it is slow, marked or not."""
+    for item in items:
+        grading = {"table_grades", "threaded_grades"} & set(getattr(item, "fixturenames", ()))
+        if grading and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="class")
+def table_grades(request: pytest.FixtureRequest):
+    """The class's ``table`` graded once: ``{student id: Graded}``, the right-differently student included."""
+    return request.cls.table.grade()
+
+
+@pytest.fixture(scope="class", params=["1", "2"], ids=lambda n: f"OMP_NUM_THREADS={n}")
+def threaded_grades(request: pytest.FixtureRequest):
+    """The class's ``table`` graded with ``OMP_NUM_THREADS`` at 1, then 2 (the sandbox passes it to the kernel)."""
+    from harness import environment
+
+    with environment({"OMP_NUM_THREADS": request.param}):
+        return request.cls.table.grade()
+
+
+@pytest.fixture(scope="session")
+def sandbox_ready() -> None:
+    """Fails (never skips) the tests that use it when the grading sandbox cannot run: run ./setup."""
+    from harness import require_sandbox
+
+    require_sandbox()
