@@ -124,6 +124,10 @@ def cmd_demo(course: Course, args) -> int:
                 note = f"+ {manual:g} points graded by hand" if manual else ""
                 print(f"{assignment:<16} {student:<12} {g.score:7g} {g.max_score:6g}  {note}".rstrip(), flush=True)
             ref, blank = graded[REFERENCE].grade, graded[BLANK].grade
+            for student in (REFERENCE, BLANK):
+                for reason in graded[student].review:  # not graded, or flagged: the demo failed
+                    print(f"  {student}: {reason}", file=sys.stderr)
+                    status = FAILED
             if any(c.score != c.max_score for c in ref.cells if c.auto) or blank.score != 0:
                 status = FAILED
     return status

@@ -222,14 +222,9 @@ def wrap(
         "/dev",
         *_merged_usr_links(),
     ]
-    for path in readonly_paths():
-        args += ["--ro-bind", path, path]
-    for dev in sorted(Path("/dev").glob("nvidia*")):  # the lab's GPU, where there is one
-        args += ["--dev-bind", str(dev), str(dev)]
-    if Path("/sys").is_dir():
-        args += ["--ro-bind", "/sys", "/sys"]
     # /tmp and /dev/shm are folders on disk beside the working folder, not tmpfs: a tmpfs would hold
-    # its files in memory outside the kernel's memory limit. Their disk use is watched with the job's.
+    # its files in memory outside the kernel's memory limit; the pool watches their disk use. They
+    # come first, so that the mounts below land inside them: the venv or the course may live in /tmp.
     args += [
         "--bind",
         scratch_dir(workdir, "tmp"),
@@ -240,6 +235,12 @@ def wrap(
         scratch_dir(workdir, "shm"),
         "/dev/shm",
     ]
+    for path in readonly_paths():
+        args += ["--ro-bind", path, path]
+    for dev in sorted(Path("/dev").glob("nvidia*")):  # the lab's GPU, where there is one
+        args += ["--dev-bind", str(dev), str(dev)]
+    if Path("/sys").is_dir():
+        args += ["--ro-bind", "/sys", "/sys"]
     args += ["--bind", workdir, workdir, "--bind", socket_dir, socket_dir, "--chdir", workdir]
     for key, value in sorted(kernel_env(env, home).items()):
         args += ["--setenv", key, value]

@@ -130,3 +130,12 @@ def test_a_submission_that_stalls_is_flagged_against_the_reference_time(tmp_path
     (staller,) = run.grades
     assert staller.flagged, run.review
     assert any("deliberate stalling" in r for r in run.review["staller"]), run.review
+
+
+def test_the_kernels_tmp_is_mounted_before_the_packages_a_venv_in_tmp_would_be_hidden(tmp_path):
+    """CI and instructors may keep the course (and its venv) under /tmp: mounting the kernel's own
+    /tmp after the read-only package mounts would hide them and every kernel would die at start."""
+    args = sandbox.wrap(["python"], str(tmp_path / "work"), str(tmp_path / "sock"), {}, sandbox.Limits())
+    tmp_mount = next(i for i in range(len(args) - 2) if args[i] == "--bind" and args[i + 2] == "/tmp")
+    ro_mounts = [i for i in range(len(args)) if args[i] == "--ro-bind"]
+    assert ro_mounts and tmp_mount < min(ro_mounts), "the kernel's /tmp must be mounted before the read-only paths"
