@@ -223,43 +223,6 @@ WRONG_SIMPLE = {
     ),
 }
 
-WRONG_SIMPLE = {
-    "full_no_bias": ("full_param_count", "def full_param_count(d_in, d_out, bias=True):\n    return d_in * d_out"),
-    "full_bias_per_input": (
-        "full_param_count",
-        "def full_param_count(d_in, d_out, bias=True):\n    return d_in * d_out + (d_in if bias else 0)",
-    ),
-    "lora_no_error": ("lora_param_count", "def lora_param_count(d_in, d_out, r):\n    return r * (d_in + d_out)"),
-    "lora_full_matrices": (
-        "lora_param_count",
-        "def lora_param_count(d_in, d_out, r):\n"
-        "    if r < 1:\n        raise ValueError(r)\n    return r * d_in * d_out",
-    ),
-    "frac_over_full": (
-        "trainable_fraction",
-        "def trainable_fraction(d_in, d_out, r, bias=True):\n"
-        "    return r * (d_in + d_out) / (d_in * d_out + (d_out if bias else 0))",
-    ),
-    "frac_percent": (
-        "trainable_fraction",
-        "def trainable_fraction(d_in, d_out, r, bias=True):\n"
-        "    lora = r * (d_in + d_out)\n    return 100 * lora / (d_in * d_out + (d_out if bias else 0) + lora)",
-    ),
-    "frac_ignores_bias": (
-        "trainable_fraction",
-        "def trainable_fraction(d_in, d_out, r, bias=True):\n"
-        "    lora = r * (d_in + d_out)\n    return lora / (d_in * d_out + lora)",
-    ),
-    "count_all": (
-        "count_trainable_parameters",
-        "def count_trainable_parameters(model):\n    return sum(p.numel() for p in model.parameters())",
-    ),
-    "count_tensors": (
-        "count_trainable_parameters",
-        "def count_trainable_parameters(model):\n    return sum(1 for p in model.parameters() if p.requires_grad)",
-    ),
-}
-
 # mistake -> {every test cell it costs: words that cell's error message must contain}
 LOSES = {
     "full_no_bias": {
