@@ -37,6 +37,7 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Integer, List, Unicode
 
+from .notebook import cell_id
 from .sandbox import SandboxedKernelManager, unavailable_reason
 
 ALWAYS_WATCHED = ("builtins", "math", "numpy", "numpy.testing", "autograder.compare")
@@ -265,10 +266,6 @@ def differences(baseline: dict, now: dict) -> list[str]:
     return sorted(set(found), key=found.index)
 
 
-def _grade_id(cell: NotebookNode) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-
-
 def is_test_cell(cell: NotebookNode) -> bool:
     meta = cell.get("metadata", {}).get("nbgrader", {})
     return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
@@ -340,7 +337,7 @@ class GuardedExecute(Execute):
         self._judged_tests, setup, answers = gradebook_sources(info["db_url"], info["assignment"], info["notebook"])
         # The judge runs the notebook's imports, its first read-only code cell, and nothing else of
         # the notebook's: the later cells load models, train and plot for the student to read.
-        order = {_grade_id(c): i for i, c in enumerate(nb.cells)}
+        order = {cell_id(c): i for i, c in enumerate(nb.cells)}
         first = sorted(setup, key=lambda k: (order.get(k, len(order)), k))[:1]
         return CallJudge([setup[k] for k in first], defined_names(answers), self._kernel_call)
 

@@ -32,6 +32,8 @@ from nbformat.v4 import new_output
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import List, Unicode
 
+from .notebook import cell_id
+
 __all__ = [
     "AMBIGUOUS",
     "CallJudge",
@@ -265,23 +267,15 @@ class LiteralJudge(NbGraderPreprocessor):
         info = resources.get("nbgrader", {})
         if info.get("assignment") not in self.assignments:
             return nb, resources
-        from nbgrader.api import Gradebook
-
-        with Gradebook(info["db_url"]) as gb:
-            notebook = gb.find_notebook(info["notebook"], info["assignment"])
-            tests = {
-                cell.name: gb.find_source_cell(cell.name, info["notebook"], info["assignment"]).source
-                for cell in notebook.grade_cells
-                if cell.cell_type == "code" and not _is_solution(gb, cell.name, info)
-            }
+        tests, _, _ = gradebook_sources(info["db_url"], info["assignment"], info["notebook"])
         answer_sources = [
             c.source
             for c in nb.cells
-            if c.cell_type == "code" and _grade_id(c) not in tests and isinstance(c.source, str)
+            if c.cell_type == "code" and cell_id(c) not in tests and isinstance(c.source, str)
         ]
         answers = literal_answers(answer_sources)
         for cell in nb.cells:
-            name = _grade_id(cell)
+            name = cell_id(cell)
             if cell.cell_type != "code" or name not in tests:
                 continue
             message = judge_cell(tests[name], answers, name)
@@ -291,17 +285,3 @@ class LiteralJudge(NbGraderPreprocessor):
                 ename, _, evalue = message.partition(": ")
                 cell.outputs = [new_output("error", ename=ename, evalue=evalue, traceback=[message])]
         return nb, resources
-
-
-def _grade_id(cell) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-
-
-def _is_solution(gb, name: str, info: dict) -> bool:
-    from nbgrader.api import MissingEntry
-
-    try:
-        gb.find_solution_cell(name, info["notebook"], info["assignment"])
-    except MissingEntry:
-        return False
-    return True
