@@ -23,22 +23,20 @@ from __future__ import annotations
 
 import ast
 import builtins
-import json
-import secrets
-from collections.abc import Callable
 from typing import Any
 
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import List, Unicode
 
+from . import objects
 from .notebook import cell_id
+from .remote import Channel, Execute, Remote
 
 __all__ = [
     "AMBIGUOUS",
     "CallJudge",
     "LiteralJudge",
-    "RemoteFunction",
     "defined_names",
     "judge_cell",
     "literal_answers",
@@ -114,85 +112,6 @@ def _capped(message: str, limit: int = 2000) -> str:
     return message if len(message) <= limit else message[:limit] + " [...]"
 
 
-# Exceptions a student's function may raise that the instructor's tests can catch by type. Anything
-# else (AssertionError included: it would pose as the test's own verdict) arrives as RuntimeError.
-_EXCEPTIONS = {
-    e.__name__: e
-    for e in (
-        ArithmeticError,
-        AttributeError,
-        FloatingPointError,
-        ImportError,
-        IndexError,
-        KeyError,
-        LookupError,
-        MemoryError,
-        ModuleNotFoundError,
-        NameError,
-        NotImplementedError,
-        OverflowError,
-        RecursionError,
-        RuntimeError,
-        TypeError,
-        UnboundLocalError,
-        ValueError,
-        ZeroDivisionError,
-    )
-}
-
-Execute = Callable[[str, Callable[[dict], None]], None]
-
-
-class RemoteFunction:
-    """The student's function, standing in the judge's namespace: each call runs in their kernel,
-    with copies of the arguments, and returns plain data."""
-
-    def __init__(self, name: str, execute: Execute) -> None:
-        self._name, self._execute = name, execute
-
-    def __repr__(self) -> str:
-        return f"<your {self._name}>"
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from . import wire
-        from .kernel_server import MIME
-
-        token = secrets.token_hex(16)
-        request = json.dumps(
-            {
-                "token": token,
-                "name": self._name,
-                "args": wire.dumps(tuple(args)),
-                "kwargs": wire.dumps(dict(kwargs)),
-            }
-        )
-        answers: list[dict] = []
-
-        def hook(msg: dict) -> None:
-            if msg.get("msg_type") != "display_data":
-                return
-            answer = msg.get("content", {}).get("data", {}).get(MIME)
-            if type(answer) is dict and answer.get("token") == token and not answers:
-                answers.append(answer)
-
-        self._execute(f"__import__('autograder.kernel_server', fromlist=['serve']).serve({request!r})", hook)
-        if not answers:
-            raise RuntimeError(
-                f"{self._name}(...) gave the grader no answer (it did not return in time, or the kernel stopped)"
-            )
-        answer = answers[0]
-        if "raised" in answer:
-            raised, message = str(answer.get("raised"))[:80], str(answer.get("message", ""))[:500]
-            exc_type = _EXCEPTIONS.get(raised)
-            if exc_type is None:
-                raise RuntimeError(f"{self._name}(...) raised {raised}: {message}")
-            raise exc_type(message)
-        try:
-            return wire.loads(answer.get("value"))
-        except wire.WireError as exc:
-            raise RuntimeError(f"{self._name}(...) returned something that is not plain data ({exc})") from None
-
-
 def defined_names(sources: list[str]) -> list[str]:
     """The functions and classes the (instructor's) answer cells define at top level, in order."""
     names = []
@@ -207,15 +126,17 @@ def defined_names(sources: list[str]) -> list[str]:
 
 class CallJudge:
     """The judge of a function-valued notebook: the instructor's setup cells and test cells run here,
-    in one namespace, where each graded name is a :class:`RemoteFunction` into the student's kernel."""
+    in one namespace, where each graded name is a :class:`~autograder.remote.Remote` into the
+    student's kernel."""
 
     def __init__(self, setup: list[str], names: list[str], execute: Execute) -> None:
         self.namespace: dict[str, Any] = {"__builtins__": builtins, "__name__": "__judge__"}
-        self.setup, self.names, self.execute = setup, names, execute
+        self.setup, self.names = setup, names
+        self.channel = Channel(execute)
         self._ready = False
 
     def _prepare(self) -> None:
-        self.remote = {name: RemoteFunction(name, self.execute) for name in self.names}
+        self.remote = {name: Remote(self.channel, {"name": name}) for name in self.names}
         self.namespace.update(self.remote)
         for i, source in enumerate(self.setup):
             # As in the kernel, a setup cell that fails (it may call a student's function) does not
@@ -229,9 +150,14 @@ class CallJudge:
 
     def verdict(self, source: str, cell: str) -> str | None:
         """None when the test ``source`` passes against the student's functions, else its message."""
-        if not self._ready:
-            self._prepare()
-        return run_test(source, self.namespace, cell)
+        previous, objects._channel = objects._channel, self.channel
+        try:
+            if not self._ready:
+                self._prepare()
+            return run_test(source, self.namespace, cell)
+        finally:
+            objects._channel = previous
+            self.channel.release()  # what the kernel kept for this test (models, layers) is freed
 
 
 def gradebook_sources(db_url: str, assignment: str, notebook: str) -> tuple[dict[str, str], dict[str, str], list[str]]:

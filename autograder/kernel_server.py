@@ -1,34 +1,141 @@
 """The call server: the only grader code that runs in the student's kernel during judging.
 
-The judge sends ``serve(request)``: call the student's ``name`` with these arguments. The server
+The judge sends ``serve(request)``: call this, read that attribute, list this iterable. The server
 answers with plain data (:mod:`autograder.wire`) in one display message of its own MIME type,
-tagged with the request's token. It decides nothing: a student can patch it, and then it answers
-whatever they like, which is only more data for the judge to check.
+tagged with the request's token. What cannot be reduced to plain data (a module, a model's output
+object) stays here and crosses as a *handle*: a number the judge can name in later requests.
+
+Arguments travel the other way, from the judge into this kernel, pickled (handles and objects the
+kernel must build itself, such as the pretrained MiniLM, as persistent ids). The kernel may unpickle
+what the grader sent; the grader never unpickles what the kernel sends.
+
+The server decides nothing: a student can patch it, and then it answers whatever they like, which
+is only more data for the judge to check.
 """
 
 from __future__ import annotations
 
+import base64
+import copy
+import io
 import json
+import pickle
+from typing import Any
 
 from . import wire
 
 MIME = "application/vnd.autograder.answer+json"
+MAX_ITEMS = 100_000  # the longest iterable the server lists in one answer
+
+_objects: dict[int, Any] = {}  # handle -> object, kept alive so that ids stay unique
+_handles: dict[int, int] = {}  # id(object) -> handle: the same object always gets the same handle
+
+
+def _handle(value: Any) -> dict:
+    key = id(value)
+    if key not in _handles:
+        _handles[key] = len(_objects) + 1
+        _objects[_handles[key]] = value
+    kind = type(value)
+    tag = {"$": "ref", "id": _handles[key], "type": f"{kind.__module__}.{kind.__qualname__}"}
+    if isinstance(value, type):
+        tag["class"] = f"{value.__module__}.{value.__qualname__}"
+    return tag
+
+
+class _Unpickler(pickle.Unpickler):
+    def persistent_load(self, pid: Any) -> Any:
+        kind, key = pid
+        if kind == "ref":
+            return _objects[key]
+        if kind == "name":
+            from IPython import get_ipython
+
+            return get_ipython().user_ns[key]
+        if kind == "build":
+            from .objects import build
+
+            return build(key)
+        raise pickle.UnpicklingError(f"unknown persistent id {kind!r}")
+
+
+def _arguments(payload: str | None) -> tuple[tuple, dict]:
+    if not payload:
+        return (), {}
+    return _Unpickler(io.BytesIO(base64.b64decode(payload))).load()
+
+
+def _target(req: dict, namespace: dict) -> Any:
+    if "handle" in req:
+        return _objects[req["handle"]]
+    name = req["name"]
+    if name not in namespace:
+        raise NameError(f"name {name!r} is not defined", name=name)
+    return namespace[name]
+
+
+def _data(value: Any) -> Any:
+    """A tensor or array subclass reduced to the plain tensor or array it holds."""
+    import numpy as np
+
+    torch = __import__("sys").modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        return torch.Tensor.as_subclass(torch.Tensor.detach(value), torch.Tensor).cpu().clone()
+    if isinstance(value, np.ndarray):
+        return np.array(value, copy=True, subok=False)
+    raise TypeError(f"a {type(value).__name__} holds no array")
+
+
+def _perform(req: dict, namespace: dict) -> Any:
+    op = req["op"]
+    if op == "release":
+        _objects.clear()
+        _handles.clear()
+        return None
+    if op == "take":
+        (value,), _ = _arguments(req.get("payload"))
+        return value
+    if op == "helper":
+        from . import objects
+
+        (name, *args), kwargs = _arguments(req.get("payload"))
+        if name not in objects.KERNEL_HELPERS:
+            raise ValueError(f"no helper {name!r}")
+        return getattr(objects, name)(*args, **kwargs)
+    target = _target(req, namespace)
+    if op == "call":
+        args, kwargs = _arguments(req.get("payload"))
+        return target(*args, **kwargs)
+    if op == "getattr":
+        return getattr(target, req["attr"])
+    if op == "getitem":
+        (key,), _ = _arguments(req.get("payload"))
+        return target[key]
+    if op == "list":
+        items = []
+        for item in target:
+            items.append(item)
+            if len(items) > MAX_ITEMS:
+                raise ValueError(f"more than {MAX_ITEMS} items")
+        return items
+    if op == "deepcopy":
+        return copy.deepcopy(target)
+    if op == "data":
+        return _data(target)
+    if op == "describe":
+        return f"{target.__module__}.{target.__qualname__}" if isinstance(target, type) else None
+    raise ValueError(f"unknown operation {op!r}")
 
 
 def serve(request: str) -> None:
-    """Answer one call: ``{"token", "name", "args", "kwargs"}`` in, ``{"token", "value"|"raised"}`` out."""
+    """Answer one request: ``{"token", "op", "name"|"handle", ...}`` in, ``{"token", "value"|"raised"}`` out."""
     from IPython import get_ipython
     from IPython.display import publish_display_data
 
     req = json.loads(request)
     answer: dict = {"token": req["token"]}
     try:
-        namespace = get_ipython().user_ns
-        if req["name"] not in namespace:
-            raise NameError(f"name {req['name']!r} is not defined", name=req["name"])
-        args = wire.loads(req["args"])
-        kwargs = wire.loads(req["kwargs"])
-        answer["value"] = wire.dumps(namespace[req["name"]](*args, **kwargs))
+        answer["value"] = wire.dumps(_perform(req, get_ipython().user_ns), ref=_handle)
     except BaseException as exc:  # the student's code failed: say how, as data
         answer["raised"] = type(exc).__name__
         answer["message"] = str(exc)[:500]

@@ -14,6 +14,7 @@ import base64
 import io
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -72,8 +73,9 @@ def _type_name(value: object) -> str:
     return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
-def encode(value: Any, depth: int = 0) -> Any:
-    """``value`` as JSON-ready data; what cannot be reduced becomes an opaque tag."""
+def encode(value: Any, depth: int = 0, ref: Callable[[Any], dict] | None = None) -> Any:
+    """``value`` as JSON-ready data. What cannot be reduced becomes ``ref(value)`` (the kernel's
+    handle to an object it keeps) when ``ref`` is given, else an opaque tag."""
     if depth > MAX_DEPTH:
         raise WireError("nested too deeply")
     t = type(value)
@@ -82,13 +84,13 @@ def encode(value: Any, depth: int = 0) -> Any:
     if t is float:
         return value if math.isfinite(value) else {"$": "float", "v": repr(value)}
     if t is list:
-        return [encode(v, depth + 1) for v in value]
+        return [encode(v, depth + 1, ref) for v in value]
     if t is tuple:
-        return {"$": "tuple", "v": [encode(v, depth + 1) for v in value]}
+        return {"$": "tuple", "v": [encode(v, depth + 1, ref) for v in value]}
     if t is set or t is frozenset:
-        return {"$": t.__name__, "v": [encode(v, depth + 1) for v in value]}
+        return {"$": t.__name__, "v": [encode(v, depth + 1, ref) for v in value]}
     if t is dict:
-        return {"$": "dict", "v": [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in value.items()]}
+        return {"$": "dict", "v": [[encode(k, depth + 1, ref), encode(v, depth + 1, ref)] for k, v in value.items()]}
     if t is np.ndarray:
         if value.dtype.kind not in _ARRAY_KINDS:
             return {"$": "opaque", "type": f"numpy array of {value.dtype}"}
@@ -109,6 +111,8 @@ def encode(value: Any, depth: int = 0) -> Any:
             "parameter": t is torch.nn.Parameter,
             "npy": _npy(array.numpy()),
         }
+    if ref is not None:
+        return ref(value)
     return {"$": "opaque", "type": _type_name(value)}
 
 
@@ -128,15 +132,18 @@ def _load_npy(text: str) -> np.ndarray:
     return array
 
 
-def decode(data: Any, depth: int = 0) -> Any:
-    """Data from :func:`encode` back as exact built-in, NumPy or torch values (``WireError`` otherwise)."""
+def decode(data: Any, depth: int = 0, ref: Callable[[dict], Any] | None = None) -> Any:
+    """Data from :func:`encode` back as exact built-in, NumPy or torch values (``WireError`` otherwise).
+
+    A handle tag becomes ``ref(tag)`` when ``ref`` is given (the judge's stand-in for the kernel's
+    object); without it, a handle is an error."""
     if depth > MAX_DEPTH:
         raise WireError("nested too deeply")
     t = type(data)
     if data is None or t is bool or t is int or t is str or t is float:
         return data
     if t is list:
-        return [decode(v, depth + 1) for v in data]
+        return [decode(v, depth + 1, ref) for v in data]
     if t is not dict:
         raise WireError(f"unexpected {t.__name__}")
     tag = data.get("$")
@@ -144,9 +151,9 @@ def decode(data: Any, depth: int = 0) -> Any:
     if tag == "float" and items in ("nan", "inf", "-inf"):
         return float(items)
     if tag == "tuple" and type(items) is list:
-        return tuple(decode(v, depth + 1) for v in items)
+        return tuple(decode(v, depth + 1, ref) for v in items)
     if tag in ("set", "frozenset") and type(items) is list:
-        members = [decode(v, depth + 1) for v in items]
+        members = [decode(v, depth + 1, ref) for v in items]
         try:
             return set(members) if tag == "set" else frozenset(members)
         except TypeError:
@@ -156,9 +163,9 @@ def decode(data: Any, depth: int = 0) -> Any:
         for pair in items:
             if type(pair) is not list or len(pair) != 2:
                 raise WireError("a dict item that is not a pair")
-            key = decode(pair[0], depth + 1)
+            key = decode(pair[0], depth + 1, ref)
             try:
-                out[key] = decode(pair[1], depth + 1)
+                out[key] = decode(pair[1], depth + 1, ref)
             except TypeError:
                 raise WireError("an unhashable dict key") from None
         return out
@@ -182,18 +189,20 @@ def decode(data: Any, depth: int = 0) -> Any:
         return tensor.requires_grad_(data.get("requires_grad") is True and tensor.is_floating_point())
     if tag == "opaque":
         return Opaque(data.get("type", "unknown"))
+    if tag == "ref" and ref is not None and type(data.get("id")) is int:
+        return ref(data)
     raise WireError(f"unknown tag {str(tag)[:40]!r}")
 
 
-def dumps(value: Any) -> str:
+def dumps(value: Any, ref: Callable[[Any], dict] | None = None) -> str:
     """``value`` encoded as one JSON text (``WireError`` beyond :data:`MAX_BYTES`)."""
-    text = json.dumps(encode(value), allow_nan=False)
+    text = json.dumps(encode(value, ref=ref), allow_nan=False)
     if len(text) > MAX_BYTES:
         raise WireError(f"more than {MAX_BYTES // 2**20} MiB")
     return text
 
 
-def loads(text: str) -> Any:
+def loads(text: str, ref: Callable[[dict], Any] | None = None) -> Any:
     """The value in a JSON text from :func:`dumps`; anything else raises ``WireError``."""
     if type(text) is not str or len(text) > MAX_BYTES:
         raise WireError("not a text, or too large")
@@ -201,4 +210,4 @@ def loads(text: str) -> Any:
         data = json.loads(text)
     except (ValueError, RecursionError):
         raise WireError("not valid JSON") from None
-    return decode(data)
+    return decode(data, ref=ref)

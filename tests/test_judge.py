@@ -4,6 +4,9 @@ kernel does, prints or forges decides a grade."""
 from __future__ import annotations
 
 import ast
+import base64
+import json
+import pickle
 import shutil
 
 import nbformat
@@ -50,8 +53,6 @@ def test_a_test_passes_fails_with_its_message_or_names_the_missing_literal():
 
 def _kernel(reply):
     """A stand-in for the student's kernel: ``reply(request) -> list of display contents``."""
-    import json
-
     from autograder.kernel_server import MIME
 
     def execute(code: str, hook) -> None:
@@ -64,30 +65,37 @@ def _kernel(reply):
 
 def test_a_remote_function_returns_plain_data_and_refuses_the_rest():
     from autograder import wire
-    from autograder.judge import RemoteFunction
+    from autograder.remote import Channel, Remote
 
     def echo(request):
-        args = wire.loads(request["args"])
+        args, _kwargs = pickle.loads(base64.b64decode(request["payload"]))  # the test's own kernel stand-in
         return [
             {"token": "someone-else", "value": wire.dumps("forged")},  # another token: ignored
-            {"token": request["token"], "value": wire.dumps([args, request["name"]])},
+            {"token": request["token"], "value": wire.dumps([args, request["op"], request["name"]])},
         ]
 
-    assert RemoteFunction("f", _kernel(echo))(1, (2.5, "x")) == [(1, (2.5, "x")), "f"]
+    def remote(execute):
+        return Remote(Channel(execute), {"name": "f"})
+
+    assert remote(_kernel(echo))(1, (2.5, "x")) == [(1, (2.5, "x")), "call", "f"]
 
     def raises(kind):
         return _kernel(lambda req: [{"token": req["token"], "raised": kind, "message": "why"}])
 
     with pytest.raises(ZeroDivisionError, match="why"):
-        RemoteFunction("f", raises("ZeroDivisionError"))()
+        remote(raises("ZeroDivisionError"))()
     with pytest.raises(RuntimeError, match="raised AssertionError: why"):
-        RemoteFunction("f", raises("AssertionError"))()  # never poses as the test's own verdict
+        remote(raises("AssertionError"))()  # never poses as the test's own verdict
     with pytest.raises(RuntimeError, match="raised SneakyError"):
-        RemoteFunction("f", raises("SneakyError"))()
+        remote(raises("SneakyError"))()
     with pytest.raises(RuntimeError, match="no answer"):
-        RemoteFunction("f", _kernel(lambda req: []))()
+        remote(_kernel(lambda req: []))()
     with pytest.raises(RuntimeError, match="not plain data"):
-        RemoteFunction("f", _kernel(lambda req: [{"token": req["token"], "value": '{"$": "pickle"}'}]))()
+        remote(_kernel(lambda req: [{"token": req["token"], "value": '{"$": "pickle"}'}]))()
+    # A handle comes back as one stand-in per kernel object; a forged handle tag is only a number.
+    handle = {"$": "ref", "id": 7, "type": "torch.nn.modules.linear.Linear"}
+    twice = remote(_kernel(lambda req: [{"token": req["token"], "value": json.dumps([handle, handle])}]))()
+    assert twice[0] is twice[1] and type(twice[0]) is Remote and "Linear" in repr(twice[0])
 
 
 WRONG = {n: wrong_letters(n)[0] for n in practice_letters()}
@@ -260,3 +268,214 @@ def test_metric_tricks_in_the_kernel_earn_nothing(tmp_path):
     run = grade(Course.load(root), M, settings=GradeSettings(jobs=2))
     scores = {g.student: g.score for g in run.grades}
     assert scores == dict.fromkeys(METRIC_TRICKS, 0.0), (scores, run.problems)
+
+
+# --- 01_lora_basics: objects stay in the kernel; the judge sends inputs and reads plain data back ---
+
+L = "01_lora_basics"
+
+
+def _lora_answers(ret: str = "None", forward: str = "self.base(x)", prelude: str = "") -> dict[str, str]:
+    """01's answer cells, every one wrong: each function returns ``ret``; LoRALinear has no adapter
+    and its forward returns ``forward``. ``prelude`` runs first."""
+    cells = {
+        name: f"def {name}({signature}):\n    return {ret}"
+        for name, signature in {
+            "full_param_count": "d_in, d_out, bias=True",
+            "lora_param_count": "d_in, d_out, r",
+            "trainable_fraction": "d_in, d_out, r, bias=True",
+            "count_trainable_parameters": "model",
+            "inject_lora": "model, target_modules, r=8, alpha=16.0",
+        }.items()
+    }
+    cells["LoRALinear"] = (
+        "class LoRALinear(nn.Module):\n"
+        "    def __init__(self, base, r=8, alpha=16.0):\n"
+        "        super().__init__()\n"
+        "        self.base, self.scaling = base, 0.0\n"
+        "    def forward(self, x):\n"
+        f"        return {forward}\n"
+        "    def merged_weight(self):\n"
+        "        return self.base.weight\n"
+    )
+    cells["full_param_count"] = prelude + "\n" + cells["full_param_count"]
+    return cells
+
+
+LORA_TRICKS = {
+    # The control: wrong everywhere, no trick.
+    "all_wrong": _lora_answers(),
+    # The checks' helpers rewritten in place in the kernel (where the tests no longer run).
+    "helpers_rewritten": _lora_answers(
+        prelude="import autograder.compare as _c\n"
+        "def _pass(*a, **k):\n    return None\n"
+        "for _f in (_c.expect, _c.expect_equal, _c.expect_close, _c.expect_all_close):\n"
+        "    _f.__code__ = _pass.__code__",
+    ),
+    # The kernel's half of the object helpers replaced with answers that look right.
+    "object_helpers_lie": _lora_answers(
+        prelude="import autograder.objects as _o\n"
+        "_o.trainable_numel = lambda model: 110_592\n"
+        "_o.module_types = lambda model: {'': 'x', 'query': '__main__.LoRALinear'}\n"
+        "_o.grads_after = lambda *a, **k: {'lora_A': None, 'lora_B': None}\n"
+        "_o.set_tensor = lambda *a, **k: None",
+    ),
+    # Reads the expected value out of the caller's frames.
+    "reads_caller_frames": _lora_answers(
+        "_peek()",
+        prelude="import sys\n"
+        "def _peek():\n"
+        "    f = sys._getframe(1)\n"
+        "    while f is not None:\n"
+        "        for k in ('_want', 'want', 'expected', 'right', '_reference'):\n"
+        "            if k in f.f_locals:\n"
+        "                return f.f_locals[k]\n"
+        "        f = f.f_back\n"
+        "    return None",
+    ),
+    # A number equal to everything.
+    "lying_int": _lora_answers(
+        "_Yes(0)",
+        prelude="class _Yes(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__",
+    ),
+    # A tensor subclass that says it is close to (and equal to) anything.
+    "liar_tensor": _lora_answers(
+        forward="torch.zeros(*x.shape[:-1], self.base.out_features, dtype=x.dtype).as_subclass(_Liar)",
+        prelude="import torch\n"
+        "class _Liar(torch.Tensor):\n"
+        "    @classmethod\n"
+        "    def __torch_function__(cls, func, types, args=(), kwargs=None):\n"
+        "        if func in (torch.allclose, torch.equal, torch.Tensor.__eq__):\n"
+        "            return True\n"
+        "        return super().__torch_function__(func, types, args, kwargs or {})\n"
+        "    def __array__(self, *a, **k):\n"
+        "        import numpy\n"
+        "        return numpy.asarray(self.detach().as_subclass(torch.Tensor)) + 1e9",
+    ),
+    # torch, numpy and math patched on the first call, so every closeness test says yes.
+    "patches_torch_on_first_call": _lora_answers(
+        forward="_patch() or self.base(x)",
+        prelude="def _patch():\n"
+        "    import math, numpy, torch\n"
+        "    torch.allclose = numpy.allclose = math.isclose = lambda *a, **k: True\n"
+        "    torch.equal = lambda *a, **k: True",
+    ),
+    # The call server replaced: every call answered with one made-up number.
+    "server_replaced": _lora_answers(
+        prelude="import autograder.kernel_server as _ks\n"
+        "from IPython.display import publish_display_data as _pub\n"
+        "import json as _json\n"
+        "def _serve(request):\n"
+        "    _pub({_ks.MIME: {'token': _json.loads(request)['token'], 'value': '147840'}})\n"
+        "_ks.serve = _serve",
+    ),
+    # Answers forged from inside a graded call: the request's token read from the server's frame.
+    "forges_answer_from_frame": _lora_answers(
+        "_forge()",
+        prelude="import sys, json as _json\n"
+        "from IPython.display import publish_display_data as _pub\n"
+        "def _forge():\n"
+        "    f = sys._getframe(1)\n"
+        "    while f is not None and 'req' not in f.f_locals:\n"
+        "        f = f.f_back\n"
+        "    if f is not None:\n"
+        "        _pub({'application/vnd.autograder.answer+json': {'token': f.f_locals['req']['token'], 'value': 'true'}})\n"
+        "    return None",
+    ),
+    # repr/format publish an execute_result (nbgrader's partial credit) whenever they are called.
+    "format_publishes_result": _lora_answers(
+        "_Loud()",
+        prelude="class _Loud:\n"
+        "    def __repr__(self):\n"
+        "        get_ipython().display_pub.publish({'text/plain': '3'})\n"
+        "        return '147840'\n"
+        "    __str__ = __repr__\n"
+        "    def __format__(self, spec):\n"
+        "        return repr(self)",
+    ),
+    # builtins swapped in the kernel.
+    "swapped_builtins": _lora_answers(
+        prelude="import builtins\n"
+        "builtins.all = builtins.any = lambda *a, **k: True\n"
+        "builtins.abs = lambda x: 0\n"
+        "builtins.isinstance = lambda *a: True",
+    ),
+    # Notices it is being graded (called from the call server) and ends the kernel.
+    "notices_grading": _lora_answers(
+        "_graded()",
+        prelude="import sys, os\n"
+        "def _graded():\n"
+        "    f = sys._getframe(1)\n"
+        "    while f is not None:\n"
+        "        if 'kernel_server' in f.f_code.co_filename:\n"
+        "            os._exit(0)\n"
+        "        f = f.f_back\n"
+        "    return None",
+    ),
+    # The wrapped layer's weights zeroed in place, so a reference read back from it would move.
+    "mutates_its_inputs": _lora_answers(
+        forward="self.base(x) * 0",
+        prelude="import torch\n"
+        "_orig = nn.Module.__init__\n"
+        "def _zeroing_init(self, *a, **k):\n"
+        "    _orig(self, *a, **k)\n"
+        "nn.Module.__init__ = _zeroing_init\n"
+        "def _zero(model):\n"
+        "    with torch.no_grad():\n"
+        "        for p in model.parameters():\n"
+        "            p.zero_()\n"
+        "    return model",
+    ),
+    # Reports one thing when inspected first, another afterwards.
+    "changes_after_inspection": _lora_answers(
+        forward="self.base(x) + 0 * self._flip()",
+        prelude="_count = [0]\ndef _flip_impl(self):\n    _count[0] += 1\n    return 0\nnn.Module._flip = _flip_impl",
+    ),
+}
+LORA_TRICKS["mutates_its_inputs"]["inject_lora"] = (
+    "def inject_lora(model, target_modules, r=8, alpha=16.0):\n    return _zero(model)"
+)
+LORA_TRICKS["changes_after_inspection"]["LoRALinear"] = (
+    "class LoRALinear(nn.Module):\n"
+    "    def __init__(self, base, r=8, alpha=16.0):\n"
+    "        super().__init__()\n"
+    "        self.base, self._seen = base, 0\n"
+    "        self.lora_A = nn.Parameter(torch.zeros(r, base.in_features))\n"
+    "        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))\n"
+    "    @property\n"
+    "    def scaling(self):\n"
+    "        self._seen += 1\n"
+    "        return 2.0 if self._seen == 1 else -1.0\n"
+    "    def forward(self, x):\n"
+    "        return self.base(x)\n"
+    "    def merged_weight(self):\n"
+    "        return self.base.weight * 0\n"
+)
+
+
+@pytest.mark.slow
+def test_lora_tricks_in_the_kernel_earn_no_more_than_all_wrong(tmp_path):
+    import hashlib
+
+    from autograder.rehearsal import with_answers
+
+    root = scratch_course(course(), tmp_path / "course", [L])
+    shutil.copytree(ROOT / "release" / L, root / "release" / L)
+    release = nbformat.read(ROOT / "release" / L / f"{L}.ipynb", as_version=4)
+    for student, answers in LORA_TRICKS.items():
+        folder = root / "submitted" / student / L
+        folder.mkdir(parents=True)
+        nbformat.write(with_answers(release, answers), folder / f"{L}.ipynb")
+
+    def digest(*folders):
+        files = sorted(p for f in folders for p in (root / f).rglob("*") if p.is_file())
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+    before = digest("release", "source", "submitted")
+    run = grade(Course.load(root), L, settings=GradeSettings(jobs=2))
+    scores = {g.student: g.score for g in run.grades}
+    assert set(scores) == set(LORA_TRICKS), run.problems
+    control = scores.pop("all_wrong")
+    assert control == 0.0, run.problems
+    assert scores == dict.fromkeys(LORA_TRICKS.keys() - {"all_wrong"}, 0.0), scores
+    assert digest("release", "source", "submitted") == before, "grading changed a course file"

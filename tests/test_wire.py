@@ -107,3 +107,17 @@ def test_size_is_capped(monkeypatch):
         wire.dumps("x" * 200)
     with pytest.raises(wire.WireError):
         wire.loads(json.dumps("x" * 200))
+
+
+def test_a_handle_crosses_only_where_the_reader_expects_one():
+    class Kept:  # something the kernel keeps instead of sending
+        pass
+
+    kept = Kept()
+    text = wire.dumps([1, kept], ref=lambda value: {"$": "ref", "id": 3, "type": "Kept"})
+    assert json.loads(text)[1] == {"$": "ref", "id": 3, "type": "Kept"}
+    assert wire.loads(text, ref=lambda tag: ("handle", tag["id"])) == [1, ("handle", 3)]
+    with pytest.raises(wire.WireError, match="unknown tag"):
+        wire.loads(text)  # a reader that expects no handles refuses one
+    with pytest.raises(wire.WireError):
+        wire.loads('{"$": "ref", "id": "3"}', ref=lambda tag: tag)  # a handle is a number, nothing else

@@ -1,0 +1,158 @@
+"""What a test cell does to a student's objects, wherever they live.
+
+A test cell runs in two places: in the student's own kernel, where ``LoRALinear`` is their class
+(the visible checks, while they work), and in the grader's judge, where it is a
+:class:`autograder.remote.Remote` into their kernel. The few things a test needs beyond calling and
+reading (a copy made where the student's code runs, an exact type, writing a parameter, the
+gradients of one backward pass) go through these helpers, which do the local thing locally and send
+one request otherwise. In the kernel, the call server runs the same helpers on the real objects.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+import sys
+from typing import Any
+
+__all__ = [
+    "build",
+    "class_name",
+    "grads_after",
+    "is_exactly",
+    "kernel_copy",
+    "minilm_encoder",
+    "module_types",
+    "set_tensor",
+    "trainable_numel",
+    "type_name",
+]
+
+# The judge's channel to the kernel while it grades a notebook; None everywhere else.
+_channel = None
+
+# What the kernel runs for the judge (the call server's "helper" requests), by name.
+KERNEL_HELPERS = ("grads_after", "module_types", "set_tensor", "trainable_numel")
+
+
+def _remote_type() -> type | None:
+    module = sys.modules.get("autograder.remote")
+    return None if module is None else module.Remote
+
+
+def _is_remote(obj: Any) -> bool:
+    kind = _remote_type()
+    return kind is not None and type(obj) is kind
+
+
+def _helper(obj: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+    channel = obj._channel
+    return channel.request("helper", {}, f"{name}(...)", channel.pickle((name, *args), kwargs))
+
+
+def _load_minilm_encoder():
+    from course.models import load_classifier, quiet
+
+    with quiet():
+        return load_classifier(num_labels=3, device="cpu").bert
+
+
+BUILDERS = {"minilm_encoder": _load_minilm_encoder}
+
+
+def build(key: str) -> Any:
+    """A fresh object from the fixed table of things the kernel builds itself (never sent whole)."""
+    if key not in BUILDERS:
+        raise KeyError(f"nothing to build called {key!r}")
+    made = BUILDERS[key]()
+    made._autograder_build = key
+    return made
+
+
+def minilm_encoder():
+    """The pretrained MiniLM body (a ``BertModel``), freshly loaded. Sent to the kernel, it is
+    rebuilt there from the same files instead of travelling whole (about 90 MB)."""
+    return build("minilm_encoder")
+
+
+def kernel_copy(obj: Any) -> Any:
+    """A copy of ``obj`` made where the student's code runs: their kernel when judged, else here."""
+    if _channel is not None:
+        return _channel.send(obj)
+    return copy.deepcopy(obj)
+
+
+def type_name(obj: Any) -> str:
+    """``module.QualifiedName`` of the object's exact type."""
+    if _is_remote(obj):
+        return obj._type
+    kind = type(obj)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def class_name(cls: Any) -> str:
+    """``module.QualifiedName`` of the class ``cls`` (in the kernel, for a graded class there)."""
+    if _is_remote(cls):
+        if cls._class is None and "name" in cls._target:
+            # A graded name: ask the kernel what it is (a class answers with its own name).
+            described = cls._channel.request("describe", cls._target, f"your {cls._target['name']}")
+            object.__setattr__(cls, "_class", described if type(described) is str else "")
+        return cls._class or ""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def is_exactly(obj: Any, cls: Any) -> bool:
+    """True when ``obj``'s type is exactly ``cls`` (not a subclass)."""
+    name = class_name(cls)
+    return bool(name) and type_name(obj) == name
+
+
+def set_tensor(obj: Any, path: str, value: Any) -> None:
+    """Write ``value`` into the tensor at attribute ``path`` of ``obj`` (``"lora_B"``,
+    ``"encoder.layer.0.attention.self.query.lora_A"``), in place and outside autograd."""
+    if _is_remote(obj):
+        _helper(obj, "set_tensor", obj, path, value)
+        return
+    import torch
+
+    with torch.no_grad():
+        operator.attrgetter(path)(obj).copy_(torch.as_tensor(value))
+
+
+def grads_after(
+    model: Any, *args: Any, output: str | None = None, reduce: str = "sum", summary: bool = False, **kwargs: Any
+) -> dict:
+    """One backward pass of ``model(*args, **kwargs)`` (its ``output`` attribute, squared, summed or
+    averaged): each named parameter's gradient as a tensor, or None where none arrived. With
+    ``summary``, the gradient's largest magnitude instead of the tensor (a large model's gradients
+    would not fit in one answer)."""
+    if _is_remote(model):
+        return _helper(model, "grads_after", model, *args, output=output, reduce=reduce, summary=summary, **kwargs)
+    model.zero_grad(set_to_none=True)
+    out = model(*args, **kwargs)
+    if output is not None:
+        out = getattr(out, output)
+    loss = out.pow(2).sum() if reduce == "sum" else out.pow(2).mean()
+    loss.backward()
+    grads = {}
+    for name, p in model.named_parameters():
+        if p.grad is None:
+            grads[name] = None
+        else:
+            grads[name] = float(p.grad.detach().abs().max()) if summary else p.grad.detach().clone()
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+def trainable_numel(model: Any) -> int:
+    """How many numbers in ``model``'s parameters require gradients (each shared parameter once)."""
+    if _is_remote(model):
+        return _helper(model, "trainable_numel", model)
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+
+def module_types(model: Any) -> dict[str, str]:
+    """Each submodule's path and exact type name (``""`` is the model itself)."""
+    if _is_remote(model):
+        return _helper(model, "module_types", model)
+    return {name: type_name(module) for name, module in model.named_modules(remove_duplicate=False)}

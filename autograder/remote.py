@@ -1,0 +1,187 @@
+"""The judge's side of the call server: stand-ins for the objects that live in the student's kernel.
+
+A :class:`Remote` is a handle to something in the kernel: a graded function or class by name, or an
+object the kernel keeps (a layer the student's class built, a model their function returned).
+Calling it, reading an attribute, indexing or iterating it is one request to the kernel's
+:mod:`autograder.kernel_server`. What comes back is plain data (:mod:`autograder.wire`: numbers,
+strings, containers, arrays and tensors as fresh copies) or another :class:`Remote`. Nothing the
+kernel sends is unpickled, imported or evaluated here.
+
+Arguments go the other way pickled (cloudpickle, so a test's own small ``nn.Module`` classes travel
+too): the kernel receives copies, and nothing it does to them can move the judge's own values.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from . import wire
+
+__all__ = ["Channel", "Remote", "RemoteError"]
+
+Execute = Callable[[str, Callable[[dict], None]], None]
+
+# Exceptions a student's code may raise that the instructor's tests can catch by type. Anything
+# else (AssertionError included: it would pose as the test's own verdict) arrives as RuntimeError.
+_EXCEPTIONS = {
+    e.__name__: e
+    for e in (
+        ArithmeticError,
+        AttributeError,
+        FloatingPointError,
+        ImportError,
+        IndexError,
+        KeyError,
+        LookupError,
+        MemoryError,
+        ModuleNotFoundError,
+        NameError,
+        NotImplementedError,
+        OverflowError,
+        RecursionError,
+        RuntimeError,
+        TypeError,
+        UnboundLocalError,
+        ValueError,
+        ZeroDivisionError,
+    )
+}
+
+
+class RemoteError(RuntimeError):
+    """The kernel gave no usable answer."""
+
+
+class Channel:
+    """Requests to one student's kernel, through ``execute(code, hook)``."""
+
+    def __init__(self, execute: Execute) -> None:
+        self.execute = execute
+        self._remotes: dict[int, Remote] = {}
+
+    def request(self, op: str, target: dict, what: str, payload: str | None = None, **fields: Any) -> Any:
+        """Send one request; its answer as plain data and :class:`Remote` handles."""
+        token = secrets.token_hex(16)
+        message = {"token": token, "op": op, **target, **fields}
+        if payload is not None:
+            message["payload"] = payload
+        code = f"__import__('autograder.kernel_server', fromlist=['serve']).serve({json.dumps(message)!r})"
+        answers: list[dict] = []
+
+        def hook(msg: dict) -> None:
+            from .kernel_server import MIME
+
+            if msg.get("msg_type") != "display_data":
+                return
+            answer = msg.get("content", {}).get("data", {}).get(MIME)
+            if type(answer) is dict and answer.get("token") == token and not answers:
+                answers.append(answer)
+
+        self.execute(code, hook)
+        if not answers:
+            raise RemoteError(f"{what} gave the grader no answer (it did not return in time, or the kernel stopped)")
+        answer = answers[0]
+        if "raised" in answer:
+            raised, message_text = str(answer.get("raised"))[:80], str(answer.get("message", ""))[:500]
+            exc_type = _EXCEPTIONS.get(raised)
+            if exc_type is None:
+                raise RemoteError(f"{what} raised {raised}: {message_text}")
+            raise exc_type(message_text)
+        try:
+            return wire.loads(answer.get("value"), ref=self._remote)
+        except wire.WireError as exc:
+            raise RemoteError(f"{what} returned something that is not plain data ({exc})") from None
+
+    def _remote(self, tag: dict) -> Remote:
+        # One stand-in per kernel object, so that `returned is model` means what it says.
+        handle = tag["id"]
+        if handle not in self._remotes:
+            kind = tag.get("class")
+            self._remotes[handle] = Remote(
+                self, {"handle": handle}, str(tag.get("type", "?"))[:200], None if kind is None else str(kind)[:200]
+            )
+        return self._remotes[handle]
+
+    def pickle(self, args: tuple, kwargs: dict) -> str:
+        """The arguments as the kernel will receive them: fresh copies, handles by number."""
+        buffer = io.BytesIO()
+        _Pickler(buffer).dump((tuple(args), dict(kwargs)))
+        return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+    def release(self) -> None:
+        """Forget every handle (after each test cell): the kernel frees what it kept for the judge."""
+        self._remotes.clear()
+        try:
+            self.request("release", {}, "the kernel")
+        except RemoteError:
+            pass
+
+    def send(self, value: Any) -> Remote | Any:
+        """A copy of ``value`` made in the kernel: a handle when it is not plain data."""
+        return self.request("take", {}, "a copy", self.pickle((value,), {}))
+
+
+def _pickler_base():
+    import cloudpickle
+
+    return cloudpickle.Pickler
+
+
+class _Pickler(_pickler_base()):  # type: ignore[misc]
+    def persistent_id(self, obj: Any) -> Any:
+        if type(obj) is Remote:
+            return ("ref", obj._target["handle"]) if "handle" in obj._target else ("name", obj._target["name"])
+        build = getattr(obj, "_autograder_build", None) if hasattr(obj, "__dict__") else None
+        if type(build) is str:
+            return ("build", build)
+        return None
+
+
+class Remote:
+    """The judge's stand-in for an object in the student's kernel."""
+
+    __slots__ = ("_channel", "_class", "_target", "_type")
+
+    def __init__(self, channel: Channel, target: dict, type_name: str = "?", class_name: str | None = None) -> None:
+        object.__setattr__(self, "_channel", channel)
+        object.__setattr__(self, "_target", target)
+        object.__setattr__(self, "_type", type_name)
+        object.__setattr__(self, "_class", class_name)
+
+    def _what(self) -> str:
+        return f"your {self._target['name']}" if "name" in self._target else f"your {self._type.rsplit('.', 1)[-1]}"
+
+    def __repr__(self) -> str:
+        return f"<{self._what()}>"
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return self._channel.request("getattr", self._target, f"{self._what()}.{attr}", attr=attr)
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        raise AttributeError("the judge does not set attributes on the student's objects directly; use set_tensor")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._channel.request("call", self._target, f"{self._what()}(...)", self._channel.pickle(args, kwargs))
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._channel.request("getitem", self._target, f"{self._what()}[...]", self._channel.pickle((key,), {}))
+
+    def __iter__(self):
+        items = self._channel.request("list", self._target, f"iterating {self._what()}")
+        if type(items) is not list:
+            raise RemoteError(f"iterating {self._what()} gave no list")
+        return iter(items)
+
+    def __deepcopy__(self, memo: dict) -> Any:
+        return self._channel.request("deepcopy", self._target, f"copying {self._what()}")
+
+    def _autograder_data(self) -> Any:
+        """The tensor or array this object holds, as a plain copy."""
+        return self._channel.request("data", self._target, f"the values of {self._what()}")
