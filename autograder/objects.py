@@ -17,6 +17,7 @@ from typing import Any
 
 __all__ = [
     "build",
+    "called_with",
     "class_name",
     "grads_after",
     "is_exactly",
@@ -26,13 +27,14 @@ __all__ = [
     "set_tensor",
     "trainable_numel",
     "type_name",
+    "with_globals",
 ]
 
 # The judge's channel to the kernel while it grades a notebook; None everywhere else.
 _channel = None
 
 # What the kernel runs for the judge (the call server's "helper" requests), by name.
-KERNEL_HELPERS = ("grads_after", "module_types", "set_tensor", "trainable_numel")
+KERNEL_HELPERS = ("called_with", "grads_after", "module_types", "set_tensor", "trainable_numel", "with_globals")
 
 
 def _remote_type() -> type | None:
@@ -156,3 +158,34 @@ def module_types(model: Any) -> dict[str, str]:
     if _is_remote(model):
         return _helper(model, "module_types", model)
     return {name: type_name(module) for name, module in model.named_modules(remove_duplicate=False)}
+
+
+def with_globals(fn: Any, **stand_ins: Any) -> Any:
+    """``fn``, but while it runs the globals it looks up by these names are the grader's
+    ``stand_ins`` (a known-good ``bytes_per_param`` under a student's ``weights_gb``), so that a
+    test judges one function at a time. The student's own names are back after each call."""
+    if _is_remote(fn):
+        return _helper(fn, "with_globals", fn, **stand_ins)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        namespace = fn.__globals__
+        saved = {name: namespace[name] for name in stand_ins if name in namespace}
+        namespace.update(stand_ins)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            for name in stand_ins:
+                if name in saved:
+                    namespace[name] = saved[name]
+                else:
+                    namespace.pop(name, None)
+
+    return call
+
+
+def called_with(fn: Any, *args: Any, **kwargs: Any) -> tuple:
+    """``(fn(*args, **kwargs), args as they are afterwards)``: whether a function changed its inputs
+    in place, seen where it ran."""
+    if _is_remote(fn):
+        return _helper(fn, "called_with", fn, *args, **kwargs)
+    return fn(*args, **kwargs), args
