@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import ast
 import json
+import queue
 import secrets
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from jupyter_core.utils import run_sync
@@ -342,13 +344,35 @@ class GuardedExecute(Execute):
         return CallJudge([setup[k] for k in first], defined_names(answers), self._kernel_call)
 
     def _kernel_call(self, code: str, hook) -> None:
-        """Run the judge's call in the kernel; its answer reaches ``hook`` (outputs are not kept)."""
-        try:
-            run_sync(self.kc.execute_interactive)(
-                code, silent=True, store_history=False, output_hook=hook, timeout=self.timeout
-            )
-        except (TimeoutError, DeadKernelError, RuntimeError):
-            pass  # no answer: the judge says so
+        """Run the judge's call in the kernel; its messages reach ``hook`` (outputs are not kept)."""
+        if self._dead:
+            return  # no answer: the judge says so, at once
+        run_sync(self._async_kernel_call)(code, hook)
+
+    async def _async_kernel_call(self, code: str, hook) -> None:
+        # Like execute_interactive, but it notices within a second that the kernel died: a call
+        # that kills it would otherwise wait out the whole cell time limit.
+        msg_id = self.kc.execute(code, silent=True, store_history=False)
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            try:
+                msg = await self.kc.get_iopub_msg(timeout=1)
+            except queue.Empty:
+                if not await self.km.is_alive():
+                    self._dead = "the kernel stopped while answering the grader's calls"
+                    self._events.append(self._dead)
+                    return
+                continue
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
+                break
+            hook(msg)
+        try:  # the shell reply, so that it does not wait for the next cell
+            while (await self.kc.get_shell_msg(timeout=1)).get("parent_header", {}).get("msg_id") != msg_id:
+                pass
+        except queue.Empty:
+            pass
 
     def _copy_data(self, src: Path, dest: Path) -> None:
         """The assignment's data files, so relative paths work; never the notebook itself."""
@@ -489,6 +513,8 @@ class GuardedExecute(Execute):
         else:
             ename, _, evalue = message.partition(": ")
             cell.outputs = [_error(ename, evalue)]
+        if self._dead:
+            return cell, resources  # the judge got no answers: the test failed, nothing to probe
         after = self._probe()
         reasons = ["the kernel did not answer the integrity probe after this test"] if after is None else []
         if after is not None:

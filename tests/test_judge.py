@@ -398,7 +398,7 @@ LORA_TRICKS = {
         prelude="import builtins\n"
         "builtins.all = builtins.any = lambda *a, **k: True\n"
         "builtins.abs = lambda x: 0\n"
-        "builtins.isinstance = lambda *a: True",
+        "builtins.sum = lambda *a, **k: 0",
     ),
     # Notices it is being graded (called from the call server) and ends the kernel.
     "notices_grading": _lora_answers(
@@ -479,3 +479,77 @@ def test_lora_tricks_in_the_kernel_earn_no_more_than_all_wrong(tmp_path):
     assert control == 0.0, run.problems
     assert scores == dict.fromkeys(LORA_TRICKS.keys() - {"all_wrong"}, 0.0), scores
     assert digest("release", "source", "submitted") == before, "grading changed a course file"
+
+
+# --- 02_quantization: the grader's stand-ins travel into the kernel; its references stay here ------
+
+Q = "02_quantization"
+QUANT_SIGNATURES = {
+    "bytes_per_param": "dtype",
+    "weights_gb": "n_params, dtype",
+    "qlora_model_size": "model_size, lora_size, quantization_factor",
+    "absmax_quantize": "x, bits=8",
+    "absmax_dequantize": "q, scale",
+    "nf4_levels": "",
+    "nf4_quantize": "x, block_size=64",
+    "nf4_dequantize": "codes, absmax, block_size=64",
+    "quant_constant_bits": "block_size=64, double_quant=False, block_size2=256",
+}
+
+
+def _quant_answers(ret: str = "None", prelude: str = "") -> dict[str, str]:
+    """02's answer cells, every function returning ``ret`` (``prelude`` first)."""
+    cells = {name: f"def {name}({signature}):\n    return {ret}" for name, signature in QUANT_SIGNATURES.items()}
+    cells["bytes_per_param"] = prelude + "\n" + cells["bytes_per_param"]
+    return cells
+
+
+QUANT_TRICKS = {
+    "all_wrong": _quant_answers(),
+    # bitsandbytes patched in the kernel, so that its NF4 table (the reference) is the student's.
+    "patches_bitsandbytes": _quant_answers(
+        "torch.zeros(16)",
+        prelude="import bitsandbytes.functional as _f, torch\n"
+        "_f.get_4bit_type = lambda *a, **k: torch.zeros(16)\n"
+        "_f.quantize_4bit = _f.dequantize_4bit = lambda *a, **k: (torch.zeros(1), None)",
+    ),
+    # The grader's stand-in for a helper, caught as it passes through and kept for every later call.
+    "keeps_the_stand_in": _quant_answers(
+        "_stolen[0]() if _stolen else None",
+        prelude="_stolen = []\n"
+        "import autograder.objects as _o\n"
+        "_real = _o.with_globals\n"
+        "def _steal(fn, **stand_ins):\n"
+        "    _stolen.extend(stand_ins.values())\n"
+        "    return _real(fn, **stand_ins)\n"
+        "_o.with_globals = _steal",
+    ),
+    # A tensor subclass that compares equal to anything.
+    "liar_tensor": _quant_answers(
+        "torch.zeros(16).as_subclass(_Liar)",
+        prelude="import torch\n"
+        "class _Liar(torch.Tensor):\n"
+        "    @classmethod\n"
+        "    def __torch_function__(cls, func, types, args=(), kwargs=None):\n"
+        "        if func in (torch.allclose, torch.equal, torch.Tensor.__eq__):\n"
+        "            return True\n"
+        "        return super().__torch_function__(func, types, args, kwargs or {})",
+    ),
+}
+
+
+@pytest.mark.slow
+def test_quantization_tricks_in_the_kernel_earn_no_more_than_all_wrong(tmp_path):
+    from autograder.rehearsal import with_answers
+
+    root = scratch_course(course(), tmp_path / "course", [Q])
+    shutil.copytree(ROOT / "release" / Q, root / "release" / Q)
+    release = nbformat.read(ROOT / "release" / Q / f"{Q}.ipynb", as_version=4)
+    for student, answers in QUANT_TRICKS.items():
+        folder = root / "submitted" / student / Q
+        folder.mkdir(parents=True)
+        nbformat.write(with_answers(release, answers), folder / f"{Q}.ipynb")
+    run = grade(Course.load(root), Q, settings=GradeSettings(jobs=2))
+    scores = {g.student: g.score for g in run.grades}
+    assert scores.pop("all_wrong") == 0.0, run.problems
+    assert scores == dict.fromkeys(QUANT_TRICKS.keys() - {"all_wrong"}, 0.0), scores
