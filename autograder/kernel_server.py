@@ -44,14 +44,16 @@ def _handle(value: Any) -> dict:
 
 
 class _Unpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, namespace: dict) -> None:
+        super().__init__(file)
+        self.namespace = namespace
+
     def persistent_load(self, pid: Any) -> Any:
         kind, key = pid
         if kind == "ref":
             return _objects[key]
         if kind == "name":
-            from IPython import get_ipython
-
-            return get_ipython().user_ns[key]
+            return self.namespace[key]
         if kind == "build":
             from .objects import build
 
@@ -59,10 +61,10 @@ class _Unpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"unknown persistent id {kind!r}")
 
 
-def _arguments(payload: str | None) -> tuple[tuple, dict]:
+def _arguments(payload: str | None, namespace: dict) -> tuple[tuple, dict]:
     if not payload:
         return (), {}
-    return _Unpickler(io.BytesIO(base64.b64decode(payload))).load()
+    return _Unpickler(io.BytesIO(base64.b64decode(payload)), namespace).load()
 
 
 def _target(req: dict, namespace: dict) -> Any:
@@ -93,23 +95,23 @@ def _perform(req: dict, namespace: dict) -> Any:
         _handles.clear()
         return None
     if op == "take":
-        (value,), _ = _arguments(req.get("payload"))
+        (value,), _ = _arguments(req.get("payload"), namespace)
         return value
     if op == "helper":
         from . import objects
 
-        (name, *args), kwargs = _arguments(req.get("payload"))
+        (name, *args), kwargs = _arguments(req.get("payload"), namespace)
         if name not in objects.KERNEL_HELPERS:
             raise ValueError(f"no helper {name!r}")
         return getattr(objects, name)(*args, **kwargs)
     target = _target(req, namespace)
     if op == "call":
-        args, kwargs = _arguments(req.get("payload"))
+        args, kwargs = _arguments(req.get("payload"), namespace)
         return target(*args, **kwargs)
     if op == "getattr":
         return getattr(target, req["attr"])
     if op == "getitem":
-        (key,), _ = _arguments(req.get("payload"))
+        (key,), _ = _arguments(req.get("payload"), namespace)
         return target[key]
     if op == "list":
         items = []
@@ -127,16 +129,22 @@ def _perform(req: dict, namespace: dict) -> Any:
     raise ValueError(f"unknown operation {op!r}")
 
 
+def answer(request: str, namespace: dict) -> dict:
+    """The answer to one request (``{"token", "op", "name"|"handle", ...}``), with ``namespace``
+    standing for the student's globals: ``{"token", "value"}`` or ``{"token", "raised", "message"}``."""
+    req = json.loads(request)
+    reply: dict = {"token": req["token"]}
+    try:
+        reply["value"] = wire.dumps(_perform(req, namespace), ref=_handle)
+    except BaseException as exc:  # the student's code failed: say how, as data
+        reply["raised"] = type(exc).__name__
+        reply["message"] = str(exc)[:500]
+    return reply
+
+
 def serve(request: str) -> None:
-    """Answer one request: ``{"token", "op", "name"|"handle", ...}`` in, ``{"token", "value"|"raised"}`` out."""
+    """Answer one request from the judge, in one display message of this server's MIME type."""
     from IPython import get_ipython
     from IPython.display import publish_display_data
 
-    req = json.loads(request)
-    answer: dict = {"token": req["token"]}
-    try:
-        answer["value"] = wire.dumps(_perform(req, get_ipython().user_ns), ref=_handle)
-    except BaseException as exc:  # the student's code failed: say how, as data
-        answer["raised"] = type(exc).__name__
-        answer["message"] = str(exc)[:500]
-    publish_display_data({MIME: answer})
+    publish_display_data({MIME: answer(request, get_ipython().user_ns)})

@@ -1,0 +1,130 @@
+"""The judge's stand-ins for a student's objects (autograder.remote) against the call server
+(autograder.kernel_server), in one process: the kernel's side is a namespace dict, so every rule of
+the protocol is checked in milliseconds without starting a kernel."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+import torch
+from torch import nn
+
+from autograder import kernel_server, objects
+from autograder.kernel_server import MIME
+from autograder.remote import Channel, Remote
+
+
+def _channel(namespace: dict) -> Channel:
+    """A channel whose 'kernel' answers from ``namespace`` in this process."""
+
+    def execute(code: str, hook) -> None:
+        request = ast.literal_eval(code[code.index("serve(") + 6 : -1])
+        hook({"msg_type": "display_data", "content": {"data": {MIME: kernel_server.answer(request, namespace)}}})
+
+    return Channel(execute)
+
+
+class Layer(nn.Module):  # the student's class, as it lives in their kernel
+    def __init__(self, base: nn.Linear, r: int = 2):
+        super().__init__()
+        self.base = base
+        self.lora_A = nn.Parameter(torch.ones(r, base.in_features))
+
+    def forward(self, x):
+        return self.base(x) + x @ self.lora_A.T.sum(1, keepdim=True)
+
+
+def _zeroes_its_input(t):
+    t.zero_()
+    return "done"
+
+
+@pytest.fixture
+def kernel():
+    namespace = {"Layer": Layer, "zeroes": _zeroes_its_input, "helper_user": lambda: secret_helper()}  # noqa: F821
+    channel = _channel(namespace)
+    yield namespace, channel
+    channel.release()
+    objects._channel = None
+
+
+def test_objects_stay_in_the_kernel_and_answer_with_plain_data(kernel):
+    _, channel = kernel
+    layer = Remote(channel, {"name": "Layer"})(nn.Linear(3, 2))
+    assert type(layer) is Remote and layer._type.endswith("Layer")
+    weight = layer.base.weight  # a Parameter crosses as a fresh copy
+    assert type(weight) is nn.Parameter and tuple(weight.shape) == (2, 3)
+    assert layer.base is layer.base  # one stand-in per kernel object: `is` means the same object
+    names = [name for name, _ in layer.named_parameters()]
+    assert names == ["lora_A", "base.weight", "base.bias"]
+    out = layer(torch.ones(4, 3))
+    assert type(out) is torch.Tensor and tuple(out.shape) == (4, 2)
+    copy = __import__("copy").deepcopy(layer)
+    assert type(copy) is Remote and copy is not layer
+
+
+def test_the_kernel_only_ever_holds_copies_of_the_judges_values(kernel):
+    _, channel = kernel
+    mine = torch.ones(5)
+    assert Remote(channel, {"name": "zeroes"})(mine) == "done"
+    assert torch.equal(mine, torch.ones(5)), "the kernel changed the judge's own tensor"
+    result, (after,) = objects.called_with(Remote(channel, {"name": "zeroes"}), mine)
+    assert result == "done" and torch.equal(after, torch.zeros(5))  # seen where it ran
+
+
+def test_helpers_write_parameters_and_take_one_backward_pass_in_the_kernel(kernel):
+    _, channel = kernel
+    layer = Remote(channel, {"name": "Layer"})(nn.Linear(3, 2))
+    objects.set_tensor(layer, "lora_A", torch.full((2, 3), 0.5))
+    assert torch.equal(layer.lora_A.detach(), torch.full((2, 3), 0.5))
+    layer.base.weight.requires_grad_(False)  # a copy: the kernel's layer still trains its base
+    grads = objects.grads_after(layer, torch.ones(4, 3))
+    assert set(grads) == {"lora_A", "base.weight", "base.bias"} and all(g is not None for g in grads.values())
+    assert objects.module_types(layer)["base"] == "torch.nn.modules.linear.Linear"
+    assert objects.is_exactly(layer.base, nn.Linear) and not objects.is_exactly(layer, nn.Linear)
+    assert objects.is_exactly(layer, Remote(channel, {"name": "Layer"}))
+    assert objects.trainable_numel(layer) == 6 + 6 + 2
+
+
+def test_stand_ins_replace_a_students_helper_only_while_their_function_runs(kernel):
+    namespace, channel = kernel
+    namespace["secret_helper"] = lambda: "the student's"
+    wrapped = objects.with_globals(Remote(channel, {"name": "helper_user"}), secret_helper=lambda: "the grader's")
+    # The lambda above looks the helper up in this module's globals, which stand for the kernel's here.
+    globals()["secret_helper"] = namespace["secret_helper"]
+    try:
+        assert wrapped() == "the grader's"
+        assert globals()["secret_helper"]() == "the student's"  # restored after the call
+    finally:
+        del globals()["secret_helper"]
+
+
+def test_what_the_server_refuses(kernel):
+    _, channel = kernel
+    with pytest.raises(ValueError, match="no helper"):
+        channel.request("helper", {}, "a helper", channel.pickle(("__import__", "os"), {}))
+    with pytest.raises(KeyError):
+        channel.request("getattr", {"handle": 12345}, "a forged handle", attr="x")
+    with pytest.raises(ValueError, match="unknown operation"):
+        channel.request("exec", {"name": "Layer"}, "an unknown operation")
+    with pytest.raises(KeyError, match="nothing to build"):
+        objects.build("the gradebook")
+    with pytest.raises(NameError):
+        Remote(channel, {"name": "missing"})()
+
+
+def test_a_tensor_subclass_crosses_as_a_handle_and_reduces_to_its_values(kernel):
+    namespace, channel = kernel
+
+    class Liar(torch.Tensor):
+        def __eq__(self, other):
+            return True
+
+    namespace["liar"] = lambda: torch.zeros(3).as_subclass(Liar)
+    value = Remote(channel, {"name": "liar"})()
+    assert type(value) is Remote  # never a Liar in the judge
+    assert torch.equal(value._autograder_data(), torch.zeros(3))
+    from autograder.compare import as_array
+
+    assert as_array(value).tolist() == [0.0, 0.0, 0.0]
