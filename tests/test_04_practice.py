@@ -95,5 +95,14 @@ def test_every_wrong_letter_has_its_own_message():
             assert f'"{q.right}"' not in message and "correct answer" not in message.lower()
 
 
+def test_feedback_corrects_what_the_seed_overstates():
+    # Q5 keeps the seed's letter (QLoRA), but not its claim that QLoRA trains faster; Q3's snippet
+    # compresses the adapters, which real QLoRA does not.
+    for message in QUESTIONS[5].mistakes.values():
+        assert "slower than LoRA" in message and "dequantized" in message, message
+    for message in QUESTIONS[3].mistakes.values():
+        assert "adapters stay in 16 or 32 bits" in message, message
+
+
 def test_points_match_the_notebook_table():
     assert {f"test_q{n}": q.points for n, q in QUESTIONS.items()} == points(A)
