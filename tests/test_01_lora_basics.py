@@ -38,7 +38,7 @@ def trainable_fraction(d_in, d_out, r, bias=True):
     frozen = d_out * d_in + (d_out if bias else 0)
     return np.float64(float(Fraction(adapter, frozen + adapter)))
 ''',
-    # A drawn by uniform_ on +-1/sqrt(in) (the same law as Kaiming-uniform with a = sqrt(5)),
+    # A drawn Gaussian with std 1/r, as the LoRA paper does (PEFT's init_lora_weights="gaussian"),
     # forward through F.linear, merged weight through addmm.
     "LoRALinear": '''
 class LoRALinear(nn.Module):
@@ -51,9 +51,8 @@ class LoRALinear(nn.Module):
             base.bias.requires_grad = False
         self.base = base
         self.scaling = float(alpha) / r
-        bound = 1.0 / math.sqrt(base.in_features)
         like = dict(dtype=base.weight.dtype, device=base.weight.device)
-        self.lora_A = nn.Parameter(torch.empty(r, base.in_features, **like).uniform_(-bound, bound))
+        self.lora_A = nn.Parameter(torch.empty(r, base.in_features, **like).normal_(0.0, 1.0 / r))
         self.lora_B = nn.Parameter(base.weight.new_zeros(base.out_features, r))
 
     def forward(self, x):
