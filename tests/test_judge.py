@@ -254,19 +254,28 @@ METRIC_TRICKS = {
 }
 
 
-@pytest.mark.slow
-def test_metric_tricks_in_the_kernel_earn_nothing(tmp_path):
+def _tricks_course(tmp_path, assignment: str, tricks: dict[str, dict[str, str]]):
+    """A scratch course with one submission per trick (answer cells replaced by grade id)."""
     from autograder.rehearsal import with_answers
 
-    root = scratch_course(course(), tmp_path / "course", [M])
-    shutil.copytree(ROOT / "release" / M, root / "release" / M)
-    release = nbformat.read(ROOT / "release" / M / f"{M}.ipynb", as_version=4)
-    for student, answers in METRIC_TRICKS.items():
-        folder = root / "submitted" / student / M
+    root = scratch_course(course(), tmp_path / "course", [assignment])
+    shutil.copytree(ROOT / "release" / assignment, root / "release" / assignment)
+    release = nbformat.read(ROOT / "release" / assignment / f"{assignment}.ipynb", as_version=4)
+    for student, answers in tricks.items():
+        folder = root / "submitted" / student / assignment
         folder.mkdir(parents=True)
-        nbformat.write(with_answers(release, answers), folder / f"{M}.ipynb")
-    run = grade(Course.load(root), M, settings=GradeSettings(jobs=2))
-    scores = {g.student: g.score for g in run.grades}
+        nbformat.write(with_answers(release, answers), folder / f"{assignment}.ipynb")
+    return root
+
+
+def _grade_tricks(root, assignment: str):
+    run = grade(Course.load(root), assignment, settings=GradeSettings(jobs=2))
+    return run, {g.student: g.score for g in run.grades}
+
+
+@pytest.mark.slow
+def test_metric_tricks_in_the_kernel_earn_nothing(tmp_path):
+    run, scores = _grade_tricks(_tricks_course(tmp_path, M, METRIC_TRICKS), M)
     assert scores == dict.fromkeys(METRIC_TRICKS, 0.0), (scores, run.problems)
 
 
@@ -457,23 +466,14 @@ LORA_TRICKS["changes_after_inspection"]["LoRALinear"] = (
 def test_lora_tricks_in_the_kernel_earn_no_more_than_all_wrong(tmp_path):
     import hashlib
 
-    from autograder.rehearsal import with_answers
-
-    root = scratch_course(course(), tmp_path / "course", [L])
-    shutil.copytree(ROOT / "release" / L, root / "release" / L)
-    release = nbformat.read(ROOT / "release" / L / f"{L}.ipynb", as_version=4)
-    for student, answers in LORA_TRICKS.items():
-        folder = root / "submitted" / student / L
-        folder.mkdir(parents=True)
-        nbformat.write(with_answers(release, answers), folder / f"{L}.ipynb")
+    root = _tricks_course(tmp_path, L, LORA_TRICKS)
 
     def digest(*folders):
         files = sorted(p for f in folders for p in (root / f).rglob("*") if p.is_file())
         return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
     before = digest("release", "source", "submitted")
-    run = grade(Course.load(root), L, settings=GradeSettings(jobs=2))
-    scores = {g.student: g.score for g in run.grades}
+    run, scores = _grade_tricks(root, L)
     assert set(scores) == set(LORA_TRICKS), run.problems
     control = scores.pop("all_wrong")
     assert control == 0.0, run.problems
@@ -540,16 +540,6 @@ QUANT_TRICKS = {
 
 @pytest.mark.slow
 def test_quantization_tricks_in_the_kernel_earn_no_more_than_all_wrong(tmp_path):
-    from autograder.rehearsal import with_answers
-
-    root = scratch_course(course(), tmp_path / "course", [Q])
-    shutil.copytree(ROOT / "release" / Q, root / "release" / Q)
-    release = nbformat.read(ROOT / "release" / Q / f"{Q}.ipynb", as_version=4)
-    for student, answers in QUANT_TRICKS.items():
-        folder = root / "submitted" / student / Q
-        folder.mkdir(parents=True)
-        nbformat.write(with_answers(release, answers), folder / f"{Q}.ipynb")
-    run = grade(Course.load(root), Q, settings=GradeSettings(jobs=2))
-    scores = {g.student: g.score for g in run.grades}
+    run, scores = _grade_tricks(_tricks_course(tmp_path, Q, QUANT_TRICKS), Q)
     assert scores.pop("all_wrong") == 0.0, run.problems
     assert scores == dict.fromkeys(QUANT_TRICKS.keys() - {"all_wrong"}, 0.0), scores
