@@ -311,6 +311,18 @@ def _lora_answers(ret: str = "None", forward: str = "self.base(x)", prelude: str
     return cells
 
 
+# A tensor subclass that says it is close to (and equal to) anything; 01's and 02's catalogues use it.
+LIAR_TENSOR = (
+    "import torch\n"
+    "class _Liar(torch.Tensor):\n"
+    "    @classmethod\n"
+    "    def __torch_function__(cls, func, types, args=(), kwargs=None):\n"
+    "        if func in (torch.allclose, torch.equal, torch.Tensor.__eq__):\n"
+    "            return True\n"
+    "        return super().__torch_function__(func, types, args, kwargs or {})"
+)
+
+
 LORA_TRICKS = {
     # The control: wrong everywhere, no trick.
     "all_wrong": _lora_answers(),
@@ -350,13 +362,7 @@ LORA_TRICKS = {
     # A tensor subclass that says it is close to (and equal to) anything.
     "liar_tensor": _lora_answers(
         forward="torch.zeros(*x.shape[:-1], self.base.out_features, dtype=x.dtype).as_subclass(_Liar)",
-        prelude="import torch\n"
-        "class _Liar(torch.Tensor):\n"
-        "    @classmethod\n"
-        "    def __torch_function__(cls, func, types, args=(), kwargs=None):\n"
-        "        if func in (torch.allclose, torch.equal, torch.Tensor.__eq__):\n"
-        "            return True\n"
-        "        return super().__torch_function__(func, types, args, kwargs or {})\n"
+        prelude=LIAR_TENSOR + "\n"
         "    def __array__(self, *a, **k):\n"
         "        import numpy\n"
         "        return numpy.asarray(self.detach().as_subclass(torch.Tensor)) + 1e9",
@@ -527,13 +533,7 @@ QUANT_TRICKS = {
     # A tensor subclass that compares equal to anything.
     "liar_tensor": _quant_answers(
         "torch.zeros(16).as_subclass(_Liar)",
-        prelude="import torch\n"
-        "class _Liar(torch.Tensor):\n"
-        "    @classmethod\n"
-        "    def __torch_function__(cls, func, types, args=(), kwargs=None):\n"
-        "        if func in (torch.allclose, torch.equal, torch.Tensor.__eq__):\n"
-        "            return True\n"
-        "        return super().__torch_function__(func, types, args, kwargs or {})",
+        prelude=LIAR_TENSOR,
     ),
 }
 
