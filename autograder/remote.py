@@ -20,6 +20,8 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+import cloudpickle
+
 from . import wire
 
 __all__ = ["Channel", "Remote", "RemoteError"]
@@ -126,13 +128,7 @@ class Channel:
         return self.request("take", {}, "a copy", self.pickle((value,), {}))
 
 
-def _pickler_base():
-    import cloudpickle
-
-    return cloudpickle.Pickler
-
-
-class _Pickler(_pickler_base()):  # type: ignore[misc]
+class _Pickler(cloudpickle.Pickler):
     def persistent_id(self, obj: Any) -> Any:
         if type(obj) is Remote:
             return ("ref", obj._target["handle"]) if "handle" in obj._target else ("name", obj._target["name"])
