@@ -11,8 +11,9 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-# Colours for the verdict of an adapted model against its baseline.
-VERDICT_COLORS = {"good": "#2e7d32", "borderline": "#f9a825", "bad": "#c62828"}
+# Colours for the verdict of an adapted model against its baseline, from the Okabe-Ito palette
+# (told apart with any common colour-vision deficiency; red against green would not be).
+VERDICT_COLORS = {"good": "#0072B2", "borderline": "#E69F00", "bad": "#D55E00", "inconclusive": "#999999"}
 
 
 def _is_single_matrix(matrices) -> bool:
@@ -239,9 +240,166 @@ def bar_chart(
     return ax
 
 
+def drop_intervals(
+    intervals: Mapping[str, tuple[float, float]],
+    drops: Mapping[str, float] | None = None,
+    verdicts: Mapping[str, str] | None = None,
+    ax=None,
+    good: float = 0.02,
+    bad: float = 0.05,
+    title: str = "drop from the baseline, with its confidence interval",
+):
+    """One horizontal interval per model (its drop from the baseline, in points) over the rule's bands.
+
+    ``intervals`` maps a name to ``(low, high)``; ``drops`` marks each measured drop; ``verdicts``
+    colours each interval (``VERDICT_COLORS``) and is also written next to it, so the chart reads
+    without colour. The bands "good", "borderline" and "bad" are labelled at the top.
+    """
+    names = list(intervals)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.5 * len(names) + 1.8))
+    lows = [float(intervals[n][0]) for n in names]
+    highs = [float(intervals[n][1]) for n in names]
+    left = min([*lows, -good]) - 0.01
+    right = max([*highs, bad]) + 0.045
+    ax.axvspan(left, good, color=VERDICT_COLORS["good"], alpha=0.08, lw=0)
+    ax.axvspan(bad, right, color=VERDICT_COLORS["bad"], alpha=0.08, lw=0)
+    for x, style in ((good, ":"), (bad, "-.")):
+        ax.axvline(x, color="grey", ls=style, lw=1)
+    for x, text in (((left + good) / 2, "good"), ((good + bad) / 2, "borderline"), ((bad + right) / 2, "bad")):
+        ax.text(x, len(names) - 0.4, text, ha="center", va="bottom", fontsize=9)
+    for y, name in enumerate(names):
+        verdict = (verdicts or {}).get(name)
+        color = VERDICT_COLORS.get(verdict, "black")
+        ax.plot([lows[y], highs[y]], [y, y], color=color, lw=4, solid_capstyle="butt")
+        if drops is not None and name in drops:
+            ax.plot([float(drops[name])], [y], "k|", markersize=14, mew=2)
+        if verdict:
+            ax.annotate(verdict, (highs[y], y), textcoords="offset points", xytext=(6, -3), fontsize=8)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_ylim(-0.6, len(names) + 0.2)
+    ax.set_xlim(left, right)
+    ax.set_xlabel("drop (baseline minus model, in points of the metric)")
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    ax.figure.tight_layout()
+    return ax
+
+
 def memory_chart(megabytes: Mapping[str, float], ax=None, title: str = "peak memory", **kwargs):
     """``bar_chart`` for memory in MB (shown in GB when the largest value is over 2048 MB)."""
     big = max(megabytes.values(), default=0) > 2048
     shown = {k: v / 1024 if big else v for k, v in megabytes.items()}
     kwargs.setdefault("fmt", "{:.2f}" if big else "{:.0f}")
     return bar_chart(shown, ax=ax, ylabel="GB" if big else "MB", title=title, **kwargs)
+
+
+# --- diagrams and the weights NF4 is built for ------------------------------------------------------
+
+OKABE_ITO = {"blue": "#0072B2", "orange": "#E69F00", "green": "#009E73", "vermillion": "#D55E00", "grey": "#999999"}
+
+
+def _box(ax, x, y, w, h, text, color, hatch=None):
+    from matplotlib.patches import FancyBboxPatch
+
+    ax.add_patch(
+        FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.02", fc=color, ec="black", lw=1, alpha=0.35, hatch=hatch)
+    )
+    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9)
+
+
+def _arrow(ax, start, end, text=None):
+    ax.annotate("", end, start, arrowprops={"arrowstyle": "->", "lw": 1.2})
+    if text:
+        ax.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + 0.12, text, ha="center", fontsize=8)
+
+
+def lora_diagram(d_in: int = 384, d_out: int = 384, r: int = 8, alpha: float = 16.0, ax=None):
+    """LoRA's side path: the frozen ``W`` (hatched) beside the trained ``B A``, added at the output.
+
+    Frozen and trained parts differ by hatching and by the words on them, not by colour alone.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.4))
+    _box(ax, 0.0, 1.6, 1.0, 0.8, f"x\n({d_in})", OKABE_ITO["grey"])
+    _box(ax, 2.0, 2.4, 2.4, 1.0, f"W  frozen\n{d_out} x {d_in} = {d_out * d_in:,}", OKABE_ITO["blue"], hatch="//")
+    _box(ax, 1.7, 0.3, 1.3, 1.0, f"A  trained\n{r} x {d_in}", OKABE_ITO["orange"])
+    _box(ax, 3.4, 0.3, 1.3, 1.0, f"B  trained\n{d_out} x {r}\n(starts at 0)", OKABE_ITO["orange"])
+    _box(ax, 5.3, 1.6, 0.6, 0.8, "+", OKABE_ITO["grey"])
+    _box(ax, 6.5, 1.6, 1.0, 0.8, f"h\n({d_out})", OKABE_ITO["grey"])
+    _arrow(ax, (1.0, 2.2), (2.0, 2.9))
+    _arrow(ax, (1.0, 1.8), (1.7, 0.8))
+    _arrow(ax, (3.0, 0.8), (3.4, 0.8))
+    _arrow(ax, (4.4, 2.9), (5.3, 2.2))
+    _arrow(ax, (4.7, 0.8), (5.3, 1.8), f"x {alpha / r:g} (alpha / r)")
+    _arrow(ax, (5.9, 2.0), (6.5, 2.0))
+    ax.text(
+        3.75,
+        -0.25,
+        f"trained: r (d_in + d_out) = {r * (d_in + d_out):,} numbers instead of {d_in * d_out:,}",
+        ha="center",
+        fontsize=9,
+    )
+    ax.set_xlim(-0.2, 7.7)
+    ax.set_ylim(-0.5, 3.6)
+    ax.axis("off")
+    ax.set_title("a LoRA layer: h = W x + (alpha / r) B A x")
+    return ax
+
+
+def qlora_diagram(block_size: int = 64, block_size2: int = 256, ax=None):
+    """QLoRA's data flow in one layer: NF4 storage, dequantized for each multiply, plus a 16-bit adapter."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 3.6))
+    stored = OKABE_ITO["blue"]
+    _box(ax, 0.0, 2.5, 2.4, 0.8, "NF4 codes\n4 bits, 2 per byte", stored, hatch="//")
+    _box(ax, 0.0, 1.5, 2.4, 0.8, f"1 absmax per {block_size}\n8 bits", stored, hatch="//")
+    _box(ax, 0.0, 0.5, 2.4, 0.8, f"1 constant per {block_size2}\nabsmax: 32 bits", stored, hatch="//")
+    _box(ax, 2.8, 1.5, 1.8, 0.9, "dequantize\n(every forward,\nevery layer)", OKABE_ITO["grey"])
+    _box(ax, 5.3, 2.3, 1.7, 0.8, "W in bf16\n(temporary)", OKABE_ITO["green"])
+    _box(ax, 5.3, 0.5, 1.7, 0.8, "B A  trained\n16-bit adapters", OKABE_ITO["orange"])
+    _box(ax, 7.7, 1.5, 0.6, 0.8, "+", OKABE_ITO["grey"])
+    _box(ax, 8.9, 1.5, 0.9, 0.8, "h", OKABE_ITO["grey"])
+    for y in (2.9, 1.9, 0.9):
+        _arrow(ax, (2.4, y), (2.8, 1.95))
+    _arrow(ax, (4.6, 1.95), (5.3, 2.7))
+    _arrow(ax, (7.0, 2.7), (7.7, 2.1), "W x")
+    _arrow(ax, (7.0, 0.9), (7.7, 1.7), "(alpha/r) B A x")
+    _arrow(ax, (8.3, 1.9), (8.9, 1.9))
+    ax.text(1.2, 0.05, "stored: about 4.127 bits per weight", ha="center", fontsize=8)
+    ax.set_xlim(-0.2, 10.0)
+    ax.set_ylim(-0.2, 3.5)
+    ax.axis("off")
+    ax.set_title("one QLoRA layer: 4-bit storage, 16-bit compute, gradients only into B and A")
+    return ax
+
+
+def block_normalized(weights, block_size: int = 64) -> np.ndarray:
+    """Each block of ``block_size`` consecutive weights divided by its own standard deviation (flat).
+
+    If the weights of each block are normal with mean about 0, the result is about N(0, 1): the
+    assumption behind NF4. Trailing weights that do not fill a block are left out.
+    """
+    flat = np.asarray(weights.detach().cpu() if hasattr(weights, "detach") else weights, dtype=np.float64).ravel()
+    blocks = flat[: flat.size // block_size * block_size].reshape(-1, block_size)
+    std = blocks.std(axis=1, keepdims=True)
+    return (blocks / np.where(std > 0, std, 1.0)).ravel()
+
+
+def weight_histogram(weights, block_size: int = 64, ax=None, label: str = "weights", bins: int = 121):
+    """Histogram of ``block_normalized(weights)`` against the N(0, 1) density, on a log scale for the tails."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.6))
+    values = block_normalized(weights, block_size)
+    edges = np.linspace(-5, 5, bins + 1)
+    ax.hist(values, bins=edges, density=True, color=OKABE_ITO["blue"], alpha=0.6, label=f"{label} / block std")
+    grid = np.linspace(-5, 5, 400)
+    ax.plot(grid, np.exp(-(grid**2) / 2) / np.sqrt(2 * np.pi), color="black", lw=1.5, ls="--", label="N(0, 1)")
+    ax.set_yscale("log")
+    ax.set_ylim(1e-4, 1)
+    ax.set_xlabel(f"weight / standard deviation of its block of {block_size}")
+    ax.set_ylabel("density")
+    ax.set_title(f"{values.size:,} weights, normalised per block")
+    ax.legend(fontsize=8)
+    ax.figure.tight_layout()
+    return ax

@@ -102,7 +102,83 @@ def find_leaks(train_texts, test_texts):
         return re.sub(r"\\s+", " ", text).strip().lower()
     return set(map(canon, train_texts)).intersection(map(canon, test_texts))
 ''',
+    # NumPy's argmin, which already keeps the first of equal values.
+    "best_epoch": '''
+def best_epoch(val_losses):
+    """Earliest index of the lowest loss."""
+    return int(np.argmin(val_losses))
+''',
+    # Python's own random module, sorted differences and np.percentile; the interval as NumPy floats.
+    "paired_bootstrap_ci": '''
+def paired_bootstrap_ci(y_true, pred_a, pred_b, metric, n_boot=1000, seed=0, level=0.95):
+    """Paired percentile bootstrap."""
+    import random
+    draw = random.Random(seed)
+    y, a, b = (np.array(v) for v in (y_true, pred_a, pred_b))
+    n = len(y)
+    samples = (np.array([draw.randrange(n) for _ in range(n)]) for _ in range(n_boot))
+    diffs = sorted(metric(y[i], a[i]) - metric(y[i], b[i]) for i in samples)
+    return tuple(np.percentile(diffs, [50 * (1 - level), 50 * (1 + level)]))
+''',
+    # The worse of the two drops decides; rounding to 9 decimals is the tolerance.
+    "worth_it": '''
+def worth_it(full, adapted):
+    """The whole rule through the worse drop."""
+    worst = max(round(full[k] - adapted[k], 9) for k in ("accuracy", "recall"))
+    if worst > 0.05:
+        return "bad"
+    if worst <= 0.02 and adapted["memory_mb"] < full["memory_mb"]:
+        return "good"
+    return "borderline"
+''',
 }
+
+# Each paired_bootstrap_ci and worth_it mistake differs from a right answer in one place: one template apiece.
+BOOTSTRAP = """
+def paired_bootstrap_ci(y_true, pred_a, pred_b, metric, n_boot=1000, seed=0, level=0.95):
+    y_true, pred_a, pred_b = np.asarray(y_true), np.asarray(pred_a), np.asarray(pred_b)
+    rng = np.random.default_rng({seed})
+    n = len(y_true)
+    diffs = []
+    for _ in range({n_boot}):
+        idx = {indices}
+        diffs.append({difference})
+    tail = {tail}
+    low, high = np.quantile(diffs, [tail, 1 - tail])
+    return float(low), float(high)
+"""
+BOOTSTRAP_RIGHT = {
+    "seed": "seed",
+    "n_boot": "n_boot",
+    "indices": "rng.integers(0, n, size=n)",
+    "difference": "metric(y_true[idx], pred_a[idx]) - metric(y_true[idx], pred_b[idx])",
+    "tail": "(1 - level) / 2",
+}
+WORTH = """
+def worth_it(full, adapted):
+    drops = [{drop} for key in {keys}]
+    if {either}(drop > 0.05 + {slack} for drop in drops):
+        return "bad"
+    if all(drop <= 0.02 + {slack} for drop in drops){memory}:
+        return "good"
+    return "borderline"
+"""
+WORTH_RIGHT = {
+    "drop": "full[key] - adapted[key]",
+    "keys": '("accuracy", "recall")',
+    "either": "any",
+    "slack": "1e-9",
+    "memory": ' and adapted["memory_mb"] < full["memory_mb"]',
+}
+
+
+def bootstrap(**change: str) -> tuple[str, str]:
+    return "paired_bootstrap_ci", BOOTSTRAP.format(**{**BOOTSTRAP_RIGHT, **change})
+
+
+def worth(**change: str) -> tuple[str, str]:
+    return "worth_it", WORTH.format(**{**WORTH_RIGHT, **change})
+
 
 # --- wrong answers: (graded name, source) ------------------------------------------------------
 
@@ -362,6 +438,80 @@ def find_leaks(train_texts, test_texts):
     return {t for t in test_texts if norm(t) in seen}
 """,
     ),
+    "cm_sklearn": (
+        "confusion_matrix",
+        """
+from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+
+
+def confusion_matrix(y_true, y_pred, labels):
+    return sk_confusion_matrix(y_true, y_pred, labels=labels).tolist()
+""",
+    ),
+    "macro_sklearn": (
+        "macro_f1",
+        """
+def macro_f1(y_true, y_pred):
+    import sklearn.metrics
+    return float(sklearn.metrics.f1_score(y_true, y_pred, average="macro"))
+""",
+    ),
+    "best_one_based": (
+        "best_epoch",
+        """
+def best_epoch(val_losses):
+    return int(np.argmin(val_losses)) + 1
+""",
+    ),
+    "best_highest": (
+        "best_epoch",
+        """
+def best_epoch(val_losses):
+    return int(np.argmax(val_losses))
+""",
+    ),
+    "best_latest_tie": (
+        "best_epoch",
+        """
+def best_epoch(val_losses):
+    best = 0
+    for i, loss in enumerate(val_losses):
+        if loss <= val_losses[best]:
+            best = i
+    return best
+""",
+    ),
+    "best_returns_loss": (
+        "best_epoch",
+        """
+def best_epoch(val_losses):
+    return min(val_losses)
+""",
+    ),
+    "best_last_epoch": (
+        "best_epoch",
+        """
+def best_epoch(val_losses):
+    return len(val_losses) - 1
+""",
+    ),
+    "boot_unpaired": bootstrap(
+        indices="rng.integers(0, n, size=n)\n        other = rng.integers(0, n, size=n)",
+        difference="metric(y_true[idx], pred_a[idx]) - metric(y_true[other], pred_b[other])",
+    ),
+    "boot_no_replacement": bootstrap(indices="rng.permutation(n)"),
+    "boot_b_minus_a": bootstrap(difference="metric(y_true[idx], pred_b[idx]) - metric(y_true[idx], pred_a[idx])"),
+    "boot_unseeded": bootstrap(seed=""),
+    "boot_ignores_level": bootstrap(tail="0.025"),
+    "boot_tail_not_halved": bootstrap(tail="1 - level"),
+    "boot_metric_swapped": bootstrap(difference="metric(pred_a[idx], y_true[idx]) - metric(pred_b[idx], y_true[idx])"),
+    "boot_ignores_n_boot": bootstrap(n_boot="1000"),
+    "worth_accuracy_only": worth(keys='("accuracy",)'),
+    "worth_relative": worth(drop="(full[key] - adapted[key]) / full[key]"),
+    "worth_both_for_bad": worth(either="all"),
+    "worth_ignores_memory": worth(memory=""),
+    "worth_memory_not_strict": worth(memory=' and adapted["memory_mb"] <= full["memory_mb"]'),
+    "worth_no_tolerance": worth(slack="0"),
 }
 
 # mistake -> {every test cell it costs: words that cell"s error message must contain}
@@ -423,6 +573,28 @@ LOSES = {
     "leaks_case_sensitive": {"test_find_leaks": "ignore case"},
     "leaks_no_collapse": {"test_find_leaks": "differ only in case and spacing"},
     "leaks_original_text": {"test_find_leaks": "reported as 'delayed again'"},
+    # Right values through the library the assignment asks students to rebuild: refused, read from the code.
+    "cm_sklearn": {"test_confusion_matrix": "confusion_matrix uses sklearn.metrics.confusion_matrix"},
+    "macro_sklearn": {"test_macro_f1": "macro_f1 uses import sklearn.metrics"},
+    "best_one_based": {"test_best_epoch": "indexes count from 0"},
+    "best_highest": {"test_best_epoch": "the highest validation loss"},
+    "best_latest_tie": {"test_best_epoch": "keep the earliest"},
+    "best_returns_loss": {"test_best_epoch": "the lowest loss itself"},
+    "best_last_epoch": {"test_best_epoch": "returned the last epoch"},
+    "boot_unpaired": {"test_paired_bootstrap_ci": "scored on the same indices (paired)"},
+    "boot_no_replacement": {"test_paired_bootstrap_ci": "with replacement"},
+    "boot_b_minus_a": {"test_paired_bootstrap_ci": "accuracy(a) - accuracy(b) = 0.05 should lie inside"},
+    "boot_unseeded": {"test_paired_bootstrap_ci": "the same seed must give the same interval"},
+    "boot_ignores_level": {"test_paired_bootstrap_ci": "from the 25th to the 75th percentile"},
+    "boot_tail_not_halved": {"test_paired_bootstrap_ci": "cut (1 - level) / 2 from each end"},
+    "boot_metric_swapped": {"test_paired_bootstrap_ci": "the true labels first"},
+    "boot_ignores_n_boot": {"test_paired_bootstrap_ci": "draw exactly n_boot resamples"},
+    "worth_accuracy_only": {"test_worth_it": "recall 4.5 points down"},
+    "worth_relative": {"test_worth_it": "not 5.1% of 0.880"},
+    "worth_both_for_bad": {"test_worth_it": "only one of accuracy and recall"},
+    "worth_ignores_memory": {"test_worth_it": "use less memory than the baseline"},
+    "worth_memory_not_strict": {"test_worth_it": "use less memory than the baseline"},
+    "worth_no_tolerance": {"test_worth_it": "the 1e-9 tolerance"},
 }
 
 TABLE = MistakeTable(

@@ -12,8 +12,6 @@ CONTRACT = ROOT / "docs" / "exercise-contract.md"
 # Names the contract already lists that the course does not grade yet, with the issue that adds them.
 # An implemented name must leave this table (the test below then demands it in GRADED_NAMES).
 PENDING: dict[str, tuple[str, ...]] = {
-    # issue 12: overfitting, a verdict's uncertainty and the seed's whole rule, graded in 03
-    "03_metrics": ("best_epoch", "paired_bootstrap_ci", "worth_it"),
     # issue 13: students build QLoRA themselves in the capstone
     "05_qlora_lab": ("QLoRALinear", "inject_qlora", "lab_worth_it"),
 }

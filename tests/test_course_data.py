@@ -267,4 +267,45 @@ def test_plots_draw_what_they_are_given():
     assert len(ax.patches) == 4
     ax = plots.memory_chart({"full": 4096.0, "qlora": 1024.0})
     assert ax.get_ylabel() == "GB"
+    ax = plots.drop_intervals(
+        {"rank 4": (0.016, 0.094), "4-bit": (-0.010, 0.022)}, {"rank 4": 0.054, "4-bit": 0.005}, {"rank 4": "bad"}
+    )
+    texts = [t.get_text() for t in ax.texts]
+    assert texts[:3] == ["good", "borderline", "bad"] and "bad" in texts[3:]  # verdicts in words, not colour only
+    intervals = [line for line in ax.lines if len(line.get_xdata()) == 2 and line.get_linewidth() == 4]
+    assert [tuple(line.get_xdata()) for line in intervals] == [(0.016, 0.094), (-0.010, 0.022)]
+    assert intervals[0].get_color() == plots.VERDICT_COLORS["bad"] and intervals[1].get_color() == "black"
     plt.close("all")
+
+
+def test_block_normalized_divides_each_block_by_its_own_spread():
+    import torch
+
+    blocks = np.concatenate([np.array([1.0, -1.0, 1.0, -1.0]) * 3, np.zeros(4), [5.0, 5.0]])  # 2 full blocks + tail
+    z = plots.block_normalized(torch.tensor(blocks), block_size=4)
+    assert z.tolist() == [1.0, -1.0, 1.0, -1.0, 0.0, 0.0, 0.0, 0.0]  # std 3 -> 1; a zero block stays 0, no NaN
+    normal = np.random.default_rng(0).normal(0, 0.02, size=64 * 2000)
+    z = plots.block_normalized(normal, block_size=64)
+    assert abs(np.mean(np.abs(z) < 1) - 0.683) < 0.01
+
+
+def test_diagrams_and_the_weight_histogram_say_what_they_show():
+    import matplotlib.pyplot as plt
+
+    ax = plots.lora_diagram(d_in=384, d_out=384, r=8, alpha=16.0)
+    texts = " ".join(t.get_text() for t in ax.texts)
+    assert "W  frozen" in texts and "A  trained" in texts and "6,144 numbers instead of 147,456" in texts
+    assert "x 2 (alpha / r)" in texts
+    ax = plots.qlora_diagram()
+    texts = " ".join(t.get_text() for t in ax.texts)
+    assert "NF4 codes" in texts and "dequantize" in texts and "1 absmax per 64" in texts and "4.127 bits" in texts
+    ax = plots.weight_histogram(np.random.default_rng(1).normal(size=64 * 100), block_size=64)
+    assert ax.get_yscale() == "log" and [line.get_label() for line in ax.lines] == ["N(0, 1)"]
+    assert "6,400 weights" in ax.get_title()
+    plt.close("all")
+
+
+def test_verdict_colours_are_the_colour_blind_safe_palette():
+    okabe_ito = {"#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000", "#999999"}
+    assert set(plots.VERDICT_COLORS) == {"good", "borderline", "bad", "inconclusive"}
+    assert set(plots.VERDICT_COLORS.values()) <= okabe_ito
