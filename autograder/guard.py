@@ -37,7 +37,7 @@ from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
-from traitlets import Bool, Integer, List, Unicode
+from traitlets import Bool, Dict, Integer, List, Unicode
 
 from .notebook import cell_id
 from .sandbox import SandboxedKernelManager, unavailable_reason
@@ -298,6 +298,11 @@ class GuardedExecute(Execute):
         help="Assignments whose test cells the judge runs in the grader's process, calling the student's "
         "functions in the kernel for plain data (see autograder.judge.CallJudge)",
     ).tag(config=True)
+    shortcuts = Dict(
+        help="Per judged assignment, {module: what to use instead}: a graded function whose code (read from "
+        "the student's cells, never run) uses one of these modules fails its tests with that message "
+        "(see autograder.shortcuts; its REFUSED table is the default)",
+    ).tag(config=True)
     data_ignore = List(["*.ipynb", "timestamp.txt", "submission_secret.txt", ".ipynb_checkpoints"]).tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
@@ -335,13 +340,21 @@ class GuardedExecute(Execute):
         if info.get("assignment") not in self.call_judged or "db_url" not in info:
             return None
         from .judge import CallJudge, defined_names, gradebook_sources
+        from .shortcuts import REFUSED, refusals
 
         self._judged_tests, setup, answers = gradebook_sources(info["db_url"], info["assignment"], info["notebook"])
         # The judge runs the notebook's imports, its first read-only code cell, and nothing else of
         # the notebook's: the later cells load models, train and plot for the student to read.
         order = {cell_id(c): i for i, c in enumerate(nb.cells)}
         first = sorted(setup, key=lambda k: (order.get(k, len(order)), k))[:1]
-        return CallJudge([setup[k] for k in first], defined_names(answers), self._kernel_call)
+        instructor = set(self._judged_tests.values()) | set(setup.values())
+        student = [c.source for c in nb.cells if c.cell_type == "code" and c.source not in instructor]
+        return CallJudge(
+            [setup[k] for k in first],
+            defined_names(answers),
+            self._kernel_call,
+            refused=refusals(student, self.shortcuts.get(info["assignment"], REFUSED.get(info["assignment"], {}))),
+        )
 
     def _kernel_call(self, code: str, hook) -> None:
         """Run the judge's call in the kernel; its messages reach ``hook`` (outputs are not kept)."""

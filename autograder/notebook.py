@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +15,19 @@ from .course import CourseError
 
 SOLUTION = ("### BEGIN SOLUTION", "### END SOLUTION")
 HIDDEN = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
+
+
+def parsed_cells(sources: Iterable[object], max_chars: int) -> Iterator[ast.Module]:
+    """Each cell source parsed as Python, never run; a cell that is not a string, longer than
+    ``max_chars``, not valid Python or nested too deep for the parser (a hostile cell can make
+    ``ast.parse`` itself fail) is skipped."""
+    for source in sources:
+        if not isinstance(source, str) or len(source) > max_chars:
+            continue
+        try:
+            yield ast.parse(source)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
 
 
 def read_notebook(path: Path) -> nbformat.NotebookNode:

@@ -197,6 +197,10 @@ WRONG_SIMPLE = {
         "def lora_param_count(d_in, d_out, r):\n"
         "    if r < 1:\n        raise ValueError(r)\n    return r * d_in * d_out",
     ),
+    "lora_assumes_square": (
+        "lora_param_count",
+        "def lora_param_count(d_in, d_out, r):\n    if r < 1:\n        raise ValueError(r)\n    return 2 * r * d_in",
+    ),
     "frac_over_full": (
         "trainable_fraction",
         "def trainable_fraction(d_in, d_out, r, bias=True):\n"
@@ -238,6 +242,12 @@ LOSES = {
     "lora_full_matrices": {
         "test_lora_param_count": "not r full-size matrices",
         "test_trainable_fraction": "should be 6,144 / (147,840 + 6,144)",
+        "test_headline_gpt3": "fix lora_param_count above first",
+    },
+    "lora_assumes_square": {
+        "test_lora_param_count": "count the entries of A (r, d_in) and of B (d_out, r)",
+        "test_trainable_fraction": "expected lora / (full + lora)",
+        "test_headline_gpt3": "at GPT-3's widths too the adapter is r * (d_in + d_out)",
     },
     "frac_over_full": {"test_trainable_fraction": "ALL the adapted layer's parameters"},
     "frac_percent": {"test_trainable_fraction": "not a percentage"},
@@ -307,7 +317,7 @@ TABLE = MistakeTable(
         # inject_lora wraps layers in the student's LoRALinear; the reference trainable_fraction calls both counts.
         "LoRALinear": ("test_inject_lora", "test_inject_lora_minilm"),
         "full_param_count": ("test_trainable_fraction",),
-        "lora_param_count": ("test_trainable_fraction",),
+        "lora_param_count": ("test_trainable_fraction", "test_headline_gpt3"),
     },
     untaught=UNTAUGHT,
 )

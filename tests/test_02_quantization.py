@@ -246,6 +246,18 @@ def nf4_dequantize(codes, absmax, block_size=64):
 """,
         "multiplied directly",
     ),
+    # The right table, read from the library the answer is checked against: refused, read from the code.
+    "levels_from_bitsandbytes": (
+        "nf4_levels",
+        """
+import bitsandbytes.functional as bnb_functional
+
+
+def nf4_levels():
+    return bnb_functional.get_4bit_type("nf4", device="cpu").float()
+""",
+        "nf4_levels uses bitsandbytes.functional.get_4bit_type",
+    ),
     "dq_forgets_second_level": (
         "quant_constant_bits",
         """
@@ -274,15 +286,32 @@ def quant_constant_bits(block_size=64, double_quant=False, block_size2=256):
     ),
 }
 
+# The 65B headline cell computes with the student's own weights_gb and quant_constant_bits (and, through
+# weights_gb, bytes_per_param): a wrong size there also loses the reproduction, with this message.
+FIX_FIRST = "fix weights_gb (or bytes_per_param) above first"
+FIX_ANY = "fix weights_gb, bytes_per_param or quant_constant_bits above first"
+ALSO_LOSES = {
+    "bytes_as_bits": {"test_headline_qlora_65b": FIX_FIRST},
+    "bytes_4bit_whole_byte": {"test_headline_qlora_65b": FIX_ANY},
+    "weights_in_gib": {"test_headline_qlora_65b": FIX_FIRST},
+    "weights_in_gigabits": {"test_headline_qlora_65b": FIX_FIRST},
+    "dq_forgets_second_level": {"test_headline_qlora_65b": FIX_ANY},
+    "dq_second_level_not_per_block": {"test_headline_qlora_65b": FIX_ANY},
+    "dq_ignored": {"test_headline_qlora_65b": FIX_ANY},
+}
+
 TABLE = MistakeTable(
     assignment=A,
     right=RIGHT,
     mistakes=tuple(
-        Mistake(name, {answer: src}, {f"test_{answer}": words}) for name, (answer, src, words) in WRONG.items()
+        Mistake(name, {answer: src}, {f"test_{answer}": words, **ALSO_LOSES.get(name, {})})
+        for name, (answer, src, words) in WRONG.items()
     ),
     uses={
         # The visible checks of these cells run the student's helper (the hidden ones swap in a known-good one).
-        "bytes_per_param": ("test_weights_gb",),
+        "bytes_per_param": ("test_weights_gb", "test_headline_qlora_65b"),
+        "weights_gb": ("test_headline_qlora_65b",),
+        "quant_constant_bits": ("test_headline_qlora_65b",),
         "nf4_levels": ("test_nf4_quantize", "test_nf4_dequantize"),
     },
 )

@@ -37,6 +37,8 @@ def test_only_top_level_literal_assignments_are_read():
             "answer_q6 = 'A'",
             "answer_q7 = (",  # does not parse
             "answer_q8 = " + repr("x" * 30_000),  # too long to read
+            "answer_q9 = " + "-" * 19_000 + "1",  # nests too deep for the parser: read as nothing, no crash
+            "answer_q10 = x" + ".b" * 9_000,
         ]
     )
     assert found == {"answer_q1": "B", "answer_q2": "A", "answer_q5": AMBIGUOUS, "answer_q6": "A"}
@@ -184,6 +186,9 @@ METRICS = [
     "production_ready",
     "verdict",
     "find_leaks",
+    "best_epoch",
+    "paired_bootstrap_ci",
+    "worth_it",
 ]
 SIGNATURES = {
     "confusion_matrix": "y_true, y_pred, labels",
@@ -196,6 +201,9 @@ SIGNATURES = {
     "production_ready": "recall_value, min_recall",
     "verdict": "baseline, candidate",
     "find_leaks": "train_texts, test_texts",
+    "best_epoch": "val_losses",
+    "paired_bootstrap_ci": "y_true, pred_a, pred_b, metric, n_boot=1000, seed=0, level=0.95",
+    "worth_it": "full, adapted",
 }
 
 
@@ -246,6 +254,21 @@ METRIC_TRICKS = {
         "    _pub({_ks.MIME: {'token': token, 'value': '0.875'}})\n"
         "_ks.serve = _serve",
     ),
+    # The metric the test sends in is the grader's function: look through its globals for the expected
+    # interval, and otherwise answer whatever gets past the visible checks.
+    "reads_metric_globals": {
+        **_every_function_returns("None"),
+        "paired_bootstrap_ci": (
+            "def paired_bootstrap_ci(y_true, pred_a, pred_b, metric, n_boot=1000, seed=0, level=0.95):\n"
+            "    import numpy as np\n"
+            "    if np.array_equal(np.asarray(pred_a), np.asarray(pred_b)):\n"
+            "        return (0.0, 0.0)\n"
+            "    want = getattr(metric, '__globals__', {}).get('_want')\n"
+            "    if want is not None:\n"
+            "        return (float(want[0]), float(want[1]))\n"
+            "    return (0.05, 0.05) if n_boot == 1 else (-1.0, 1.0)"
+        ),
+    },
     # math and numpy patched in the kernel so that every closeness test says yes.
     "patches_math": _every_function_returns(
         "0.0",
