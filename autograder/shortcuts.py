@@ -4,7 +4,8 @@
 02_quantization to write the NF4 code that ``bitsandbytes`` is checked against. A graded function
 that calls the library instead proves nothing, so the judge refuses it, with a message that says
 what to use instead. The reading is static (:mod:`ast` over the cells' text): imports, names bound
-to the library, dotted names through it, and strings that name it (``__import__("sklearn.metrics")``).
+to the library, dotted names through it, and a call given the module's name as a string
+(``__import__("sklearn.metrics")``); a docstring or a message that mentions the library is not a use.
 A determined student can hide a call from any static reading; this is a teaching guard that
 catches the honest shortcut, while the hidden tests keep judging what the function returns.
 """
@@ -67,7 +68,7 @@ def _imports(node: ast.AST) -> dict[str, str]:
 
 
 def _uses(tree: ast.AST, aliases: Mapping[str, str], modules: tuple[str, ...]) -> tuple[str, str] | None:
-    """The first forbidden thing ``tree`` uses, as written (an import, a dotted name or a string), and its module."""
+    """The first forbidden thing ``tree`` uses, as written (an import, a dotted name, a module named in a call), and its module."""
     for node in ast.walk(tree):
         if isinstance(node, ast.Import | ast.ImportFrom):
             if isinstance(node, ast.Import):
@@ -83,10 +84,12 @@ def _uses(tree: ast.AST, aliases: Mapping[str, str], modules: tuple[str, ...]) -
             module = _matches(dotted, modules) if dotted else None
             if module:
                 return dotted, module
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            module = next((m for m in modules if m in node.value), None)
-            if module:
-                return repr(node.value)[:80], module
+        elif isinstance(node, ast.Call):  # __import__("sklearn.metrics"), importlib.import_module(...)
+            for arg in [*node.args, *(k.value for k in node.keywords)]:
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    module = _matches(arg.value.strip(), modules)
+                    if module:
+                        return repr(arg.value)[:80], module
     return None
 
 

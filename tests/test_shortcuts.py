@@ -43,6 +43,11 @@ METRICS = ("sklearn.metrics",)
             "'sklearn.metrics'",
         ),
         (
+            ["import importlib\ndef recall(tp, fn):\n    return importlib.import_module(name='sklearn.metrics')\n"],
+            "recall",
+            "'sklearn.metrics'",
+        ),
+        (
             ["from sklearn import metrics\nscore = metrics.f1_score\n", "def f1(p, r):\n    return score(p, r)\n"],
             "f1",
             "sklearn.metrics.f1_score",
@@ -53,7 +58,16 @@ METRICS = ("sklearn.metrics",)
             "import sklearn.metrics",
         ),
     ],
-    ids=["imported-name", "module-alias", "dotted-through-sklearn", "import-inside", "string", "rebound", "class"],
+    ids=[
+        "imported-name",
+        "module-alias",
+        "dotted-through-sklearn",
+        "import-inside",
+        "string",
+        "import-module",
+        "rebound",
+        "class",
+    ],
 )
 def test_each_way_of_writing_the_shortcut_is_found(cells, name, used):
     assert refused_functions(cells, METRICS) == {name: (used, "sklearn.metrics")}
@@ -73,6 +87,9 @@ def test_each_way_of_writing_the_shortcut_is_found(cells, name, used):
         ],
         ["def f1(p, r):\n    metrics = {'p': p}\n    return metrics['p']\n"],
         ["def f1(p, r):\n    return 2 * p * r / (p + r)  # checked against sklearn's f1_score\n"],
+        [
+            'def f1(p, r):\n    """Agrees with sklearn.metrics.f1_score."""\n    print("not sklearn.metrics")\n    return p\n'
+        ],
         ["def broken(:\n    from sklearn.metrics import f1_score\n"],
         ["x = " + "-" * 19_000 + "1\n", "y = x" + ".b" * 9_000 + "\n"],  # too deep for the parser: skipped
     ],
@@ -81,6 +98,7 @@ def test_each_way_of_writing_the_shortcut_is_found(cells, name, used):
         "own-function-shadows-import",
         "local-named-metrics",
         "comment",
+        "docstring-and-message",
         "syntax-error",
         "too-deep",
     ],
