@@ -51,4 +51,4 @@ else:
 c.LiteralJudge.assignments = ["04_practice"]
 # Assignments whose answers are functions of plain data: the judge runs the hidden tests in the
 # grader's own process and calls the student's functions in their kernel for plain data only.
-c.GuardedExecute.call_judged = ["01_lora_basics", "02_quantization", "03_metrics"]
+c.GuardedExecute.call_judged = ["01_lora_basics", "02_quantization", "03_metrics", "05_qlora_lab"]

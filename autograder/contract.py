@@ -41,5 +41,12 @@ GRADED_NAMES: dict[str, tuple[str, ...]] = {
         "worth_it",
     ),
     "04_practice": tuple(f"answer_q{i}" for i in range(1, 11)),
-    "05_qlora_lab": ("make_bnb_config", "make_lora_config", "lab_verdict"),
+    "05_qlora_lab": (
+        "make_bnb_config",
+        "make_lora_config",
+        "QLoRALinear",
+        "inject_qlora",
+        "lab_verdict",
+        "lab_worth_it",
+    ),
 }

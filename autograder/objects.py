@@ -25,6 +25,7 @@ __all__ = [
     "minilm_encoder",
     "module_types",
     "set_tensor",
+    "stored_tensors",
     "trainable_numel",
     "type_name",
     "with_globals",
@@ -34,7 +35,15 @@ __all__ = [
 _channel = None
 
 # What the kernel runs for the judge (the call server's "helper" requests), by name.
-KERNEL_HELPERS = ("called_with", "grads_after", "module_types", "set_tensor", "trainable_numel", "with_globals")
+KERNEL_HELPERS = (
+    "called_with",
+    "grads_after",
+    "module_types",
+    "set_tensor",
+    "stored_tensors",
+    "trainable_numel",
+    "with_globals",
+)
 
 
 def _remote_type() -> type | None:
@@ -151,6 +160,25 @@ def trainable_numel(model: Any) -> int:
     if _is_remote(model):
         return _helper(model, "trainable_numel", model)
     return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+
+def stored_tensors(module: Any) -> dict[str, tuple[str, int, int]]:
+    """What ``module`` keeps: ``{name: (dtype, numel, bytes)}`` for its parameters, its buffers and the
+    tensors held as plain attributes of it or of its submodules (a packed 4-bit weight may be any)."""
+    if _is_remote(module):
+        return _helper(module, "stored_tensors", module)
+    import torch
+
+    found: dict[str, Any] = dict(module.named_parameters())
+    found.update(dict(module.named_buffers()))
+    for prefix, sub in module.named_modules():
+        for key, value in vars(sub).items():
+            if isinstance(value, torch.Tensor) and not key.startswith("_"):
+                found.setdefault(f"{prefix}.{key}" if prefix else key, value)
+    return {
+        name: (str(t.dtype).removeprefix("torch."), int(t.numel()), int(t.numel() * t.element_size()))
+        for name, t in found.items()
+    }
 
 
 def module_types(model: Any) -> dict[str, str]:

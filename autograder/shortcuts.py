@@ -25,6 +25,10 @@ REFUSED: dict[str, dict[str, str]] = {
         "sklearn.metrics": "count with your own confusion_matrix and compute the scores with your own accuracy, "
         "precision, recall and f1 (scikit-learn is what the grader compares them with)",
     },
+    "05_qlora_lab": {
+        "bitsandbytes": "build the layer with torch operations (your NF4 from notebook 02); bitsandbytes is "
+        "what your layer is checked against",
+    },
     "02_quantization": {
         "bitsandbytes": "write it with torch operations (abs, max, round, argmin over the NF4 levels); "
         "bitsandbytes is the library your answer is checked against",

@@ -70,7 +70,7 @@ def module_kind(name: str, module: torch.nn.Module) -> str:
         return "embedding"
     if "norm" in type(module).__name__.lower():
         return "layer norm"
-    if isinstance(module, torch.nn.Linear) or type(module).__name__.startswith("Linear"):
+    if isinstance(module, torch.nn.Linear) or "Linear" in type(module).__name__:
         if any(p in HEAD_NAMES for p in parts):
             return "head"
         if "pooler" in parts:
@@ -119,11 +119,25 @@ def _entry(name: str, kind: str, p: torch.Tensor) -> Entry:
     )
 
 
+def _own_4bit_entry(name: str, kind: str, module: torch.nn.Module) -> Entry | None:
+    """A layer that stores its frozen weight itself, as the lab's ``QLoRALinear`` does (buffers of codes
+    and constants, ``weight_bytes()`` their size): one entry for that weight."""
+    if not callable(getattr(module, "weight_bytes", None)) or "weight" in module._parameters:
+        return None
+    n_params = int(module.in_features) * int(module.out_features)
+    stored = int(module.weight_bytes())
+    codes = math.ceil(n_params / 2)
+    return Entry(f"{name}.weight", kind, "nf4", n_params, codes, max(stored - codes, 0))
+
+
 def parameter_inventory(model: torch.nn.Module) -> list[Entry]:
     """One :class:`Entry` per parameter of ``model`` (shared parameters once), in model order."""
     entries, seen = [], set()
     for mod_name, module in model.named_modules():
         kind = module_kind(mod_name, module)
+        own = _own_4bit_entry(mod_name, kind, module)
+        if own is not None:
+            entries.append(own)
         for p_name, p in module.named_parameters(recurse=False):
             if id(p) in seen:
                 continue

@@ -32,6 +32,7 @@ class TrainConfig:
     evals_per_epoch: int = 2  # points on the validation loss curve
     seed: int = 0
     progress: bool = True
+    optimizer: str = "adamw"  # or "paged_adamw_8bit" (bitsandbytes, CUDA only)
 
 
 @dataclass
@@ -170,6 +171,18 @@ def predict(model, tokenizer, texts, batch_size=64, max_length=64, progress=Fals
     return torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
 
 
+def make_optimizer(params: list, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW, or bitsandbytes' paged 8-bit AdamW (QLoRA's choice: 8-bit states, paged to CPU memory
+    when the GPU runs short)."""
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "paged_adamw_8bit":
+        import bitsandbytes as bnb
+
+        return bnb.optim.PagedAdamW8bit(params, lr=config.lr, weight_decay=config.weight_decay)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}: adamw or paged_adamw_8bit")
+
+
 def train(model, tokenizer, train_texts, train_labels, val_texts=None, val_labels=None, config=None) -> TrainResult:
     """Train the parameters that require grad with AdamW and a linear warm-up/decay schedule."""
     config = config or TrainConfig()
@@ -178,7 +191,7 @@ def train(model, tokenizer, train_texts, train_labels, val_texts=None, val_label
     if not params:
         raise ValueError("the model has no trainable parameter: unfreeze something (the head, adapters) first")
     device = model_device(model)
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(params, config)
     steps_per_epoch = -(-len(train_texts) // config.batch_size)
     total = steps_per_epoch * config.epochs
     warmup = max(1, int(config.warmup_fraction * total))

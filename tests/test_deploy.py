@@ -127,6 +127,18 @@ def test_dockerfile_copies_only_what_exists_and_keeps_grading_output_out():
         assert path in ignored, f"{path} must not go into the image"
 
 
+def test_image_bakes_the_gpu_labs_model_into_its_hub_cache():
+    from course.gpu_study import DEFAULT_MODEL
+
+    text = _dockerfile()
+    home = re.search(r"^ENV HF_HOME=(\S+)", text, flags=re.M)
+    assert home, "the Hugging Face cache must live at a fixed place in the image"
+    bake = re.search(r"^RUN python -c \"(.+?)\"", text, flags=re.M)
+    assert bake and "snapshot_download(DEFAULT_MODEL" in bake.group(1) and "course.gpu_study" in bake.group(1)
+    assert text.index("ENV HF_HOME") < bake.start() < text.index("ENV HF_HUB_OFFLINE=1")
+    assert re.fullmatch(r"[\w.-]+/[\w.-]+", DEFAULT_MODEL)
+
+
 def test_image_defaults_to_the_student_layers():
     env = re.search(r"^ENV JUPYTER_CONFIG_PATH=(\S+)", _dockerfile(), flags=re.M)
     assert env

@@ -1,0 +1,287 @@
+"""On a GPU kernel: where 4 bits matter. A decoder LLM of about half a billion parameters, fine-tuned
+three ways on tweet batches, with notebook 02's arithmetic next to what CUDA measured.
+
+Arms: ``full`` (bf16 weights, AdamW), ``lora`` (bf16 base, adapters on every linear layer) and
+``qlora`` (NF4 base with double quantization, the same adapters, ``prepare_model_for_kbit_training``,
+gradient checkpointing and bitsandbytes' paged 8-bit AdamW). Each arm runs a few optimisation steps
+on batches of tweets and reports the peak CUDA memory and the seconds per step.
+
+The model is read from the local Hugging Face cache (the course image bakes :data:`DEFAULT_MODEL`
+in); with ``random_init`` a decoder is built at random from its config instead, which gives the same
+memory figures without the weights. ``simulate=True`` runs the GPU code path on a CPU, with a tiny
+decoder, so the test suite can run it without a GPU (memory is then the process's resident growth,
+and the paged optimizer, which needs CUDA, becomes AdamW).
+
+Headless::
+
+    python -m course.gpu_study [--model ID] [--random-init] [--steps N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from . import data
+from .train import PeakMemory
+
+DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B"  # 494 M parameters, 24 layers, width 896, tied embeddings
+ARMS = ("full", "lora", "qlora")
+ADAM_BYTES = {"adamw": 8, "paged_adamw_8bit": 2}  # optimizer state bytes per trainable parameter
+# DEFAULT_MODEL's counts: its parameters, and rank-16 adapters on all 7 linear layers of its 24 blocks
+# (q 896->896, k and v 896->128, o 896->896, gate and up 896->4864, down 4864->896).
+DEFAULT_PARAMS = 494_032_768
+DEFAULT_ADAPTERS = 24 * 16 * (2 * 1792 + 2 * 1024 + 3 * 5760)
+
+
+@dataclass
+class StudyRow:
+    arm: str
+    total_params: int
+    trainable_params: int
+    predicted_gb: float  # weights + gradients + optimizer states, from the counts (no activations)
+    peak_gb: float  # measured: CUDA's peak allocation (CPU: the process's growth)
+    seconds_per_step: float
+    memory_kind: str
+
+
+def predicted_bytes(arm: str, total: int, trainable: int, optimizer: str) -> float:
+    """Notebook 02's arithmetic: frozen weights at their width, trainable ones with a gradient and
+    optimizer states. bf16 is 2 bytes; NF4 with double quantization is 4.127 bits."""
+    frozen = total - trainable if arm != "full" else 0
+    frozen_bytes = frozen * (4.127 / 8 if arm == "qlora" else 2)
+    weight_bytes = 2 if arm == "full" else 4  # adapters are kept in 32 bits by PEFT
+    return frozen_bytes + trainable * (weight_bytes + weight_bytes + ADAM_BYTES[optimizer])
+
+
+def format_prediction(total: int = DEFAULT_PARAMS, adapters: int = DEFAULT_ADAPTERS) -> str:
+    """What the arithmetic predicts for each arm (weights, gradients, optimizer states; no activations)."""
+    lines = [f"{'arm':<6}{'trainable':>13}{'predicted GB':>14}  what it counts"]
+    for arm, trainable, optimizer, what in (
+        ("full", total, "adamw", "bf16 weights + bf16 gradients + 2 fp32 Adam states"),
+        ("lora", adapters, "adamw", "bf16 base + fp32 adapters, gradients and Adam states"),
+        ("qlora", adapters, "paged_adamw_8bit", "NF4 base (4.127 bits) + fp32 adapters, 8-bit states"),
+    ):
+        size = predicted_bytes(arm, total + (0 if arm == "full" else adapters), trainable, optimizer) / 1e9
+        lines.append(f"{arm:<6}{trainable:>13,}{size:>14.2f}  {what}")
+    return "\n".join(lines)
+
+
+def tiny_config():
+    """A two-layer Qwen2 decoder of a few hundred thousand parameters, for the CPU test of this path."""
+    from transformers import Qwen2Config
+
+    return Qwen2Config(
+        vocab_size=512,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=True,
+        pad_token_id=0,
+    )
+
+
+def load(model_id: str | None, arm: str, device: torch.device, random_init: bool, simulate: bool):
+    """The arm's model for 3-class sequence classification, on ``device``."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, BitsAndBytesConfig
+
+    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+    quant = None
+    if arm == "qlora":
+        quant = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+            llm_int8_skip_modules=["score"],
+        )
+    if simulate or random_init:
+        config = tiny_config() if simulate else AutoConfig.from_pretrained(model_id, local_files_only=True)
+        config.num_labels = 3
+        config.pad_token_id = config.pad_token_id if config.pad_token_id is not None else 0
+        torch.manual_seed(0)
+        model = AutoModelForSequenceClassification.from_config(config, torch_dtype=dtype)
+        if quant is not None:  # quantize the random weights as loading would: save, reload in 4 bits
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as folder:
+                model.save_pretrained(folder)
+                del model
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    folder, quantization_config=quant, torch_dtype=dtype, device_map={"": device}
+                )
+        else:
+            model = model.to(device)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_id,
+            num_labels=3,
+            torch_dtype=dtype,
+            quantization_config=quant,
+            device_map={"": device},
+            local_files_only=True,
+        )
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = model.config.eos_token_id
+    if arm in ("lora", "qlora"):
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+        if arm == "qlora":
+            model = prepare_model_for_kbit_training(
+                model, use_gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
+        model = get_peft_model(
+            model, LoraConfig(task_type="SEQ_CLS", r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear")
+        )
+    return model
+
+
+def batches(model_id: str | None, n: int, batch_size: int, seq_len: int, vocab: int, simulate: bool):
+    """``n`` batches of tweets (token ids and labels); random ids where no tokenizer is at hand."""
+    splits = data.tweet_splits(seed=0)
+    texts, labels = splits.train.texts, splits.train.labels
+    tokenizer = None
+    if not simulate:
+        try:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(model_id, local_files_only=True)
+        except OSError:
+            tokenizer = None
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for i in range(n):
+        pick = range(i * batch_size, (i + 1) * batch_size)
+        y = torch.as_tensor([int(labels[j]) for j in pick])
+        if tokenizer is None:
+            ids = torch.randint(1, vocab, (batch_size, seq_len), generator=g)
+            batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        else:
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            batch = dict(
+                tokenizer(
+                    [texts[j] for j in pick],
+                    padding="max_length",
+                    truncation=True,
+                    max_length=seq_len,
+                    return_tensors="pt",
+                )
+            )
+        batch["labels"] = y
+        out.append(batch)
+    return out
+
+
+def measure(
+    arm: str,
+    model_id: str | None = DEFAULT_MODEL,
+    steps: int = 6,
+    batch_size: int = 8,
+    seq_len: int = 128,
+    device: torch.device | str | None = None,
+    random_init: bool = False,
+    simulate: bool = False,
+) -> StudyRow:
+    """One arm: load, train ``steps`` steps (the first is a warm-up, not timed), measure."""
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; the arms are {', '.join(ARMS)}")
+    device = torch.device(device or ("cpu" if simulate else "cuda"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("no CUDA device: run the GPU study on a GPU kernel, or pass simulate=True")
+    optimizer_name = "paged_adamw_8bit" if arm == "qlora" and device.type == "cuda" else "adamw"
+    with PeakMemory(device) as peak:
+        model = load(model_id, arm, device, random_init, simulate)
+        params = [p for p in model.parameters() if p.requires_grad]
+        if optimizer_name == "paged_adamw_8bit":
+            import bitsandbytes as bnb
+
+            optimizer = bnb.optim.PagedAdamW8bit(params, lr=2e-4)
+        else:
+            optimizer = torch.optim.AdamW(params, lr=2e-4)
+        vocab = model.config.vocab_size if hasattr(model, "config") else 512
+        model.train()
+        timed = 0.0
+        for i, batch in enumerate(batches(model_id, steps, batch_size, seq_len, vocab, simulate)):
+            start = time.perf_counter()
+            loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i > 0:
+                timed += time.perf_counter() - start
+    # Logical parameters: a packed 4-bit tensor holds two per byte.
+    total = sum(p.numel() * (2 if p.dtype == torch.uint8 else 1) for p in model.parameters())
+    trainable = sum(p.numel() for p in params)
+    row = StudyRow(
+        arm=arm,
+        total_params=total,
+        trainable_params=trainable,
+        predicted_gb=predicted_bytes(arm, total, trainable, optimizer_name) / 1e9,
+        peak_gb=peak.added_mb * 2**20 / 1e9,
+        seconds_per_step=timed / max(steps - 1, 1),
+        memory_kind=peak.kind,
+    )
+    del model, optimizer, params
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return row
+
+
+def study(arms=ARMS, **kwargs) -> list[StudyRow]:
+    """Every arm, one after the other, with the same settings."""
+    return [measure(arm, **kwargs) for arm in arms]
+
+
+def format_table(rows: list[StudyRow]) -> str:
+    lines = [f"{'arm':<6}{'params':>14}{'trainable':>13}{'predicted GB':>14}{'peak GB':>10}{'s/step':>9}"]
+    for r in rows:
+        lines.append(
+            f"{r.arm:<6}{r.total_params:>14,}{r.trainable_params:>13,}{r.predicted_gb:>14.2f}"
+            f"{r.peak_gb:>10.2f}{r.seconds_per_step:>9.3f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m course.gpu_study", description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--random-init", action="store_true", help="build the decoder from its config, at random")
+    p.add_argument("--simulate", action="store_true", help="the GPU path on a CPU, with a tiny decoder")
+    p.add_argument("--arms", default=",".join(ARMS))
+    p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seq-len", type=int, default=128)
+    args = p.parse_args(argv)
+    arms = tuple(a for a in args.arms.split(",") if a)
+    try:
+        rows = study(
+            arms,
+            model_id=args.model,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            seq_len=args.seq_len,
+            random_init=args.random_init,
+            simulate=args.simulate,
+        )
+    except (RuntimeError, ValueError, OSError) as exc:
+        print(f"course.gpu_study: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(rows))
+    print([asdict(r) for r in rows])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
