@@ -323,6 +323,7 @@ class GuardedExecute(Execute):
         tests = [c.source for c in nb.cells if is_test_cell(c)]
         self._watched = watched_modules(tests)
         self._judge = self._call_judge(nb, resources or {})
+        self._comm: str | None = None
         self._baseline = None
         self._workdir = tempfile.mkdtemp(prefix="autograder-work-", dir=self.scratch_root or None)
         try:
@@ -356,16 +357,43 @@ class GuardedExecute(Execute):
             refused=refusals(student, self.shortcuts.get(info["assignment"], REFUSED.get(info["assignment"], {}))),
         )
 
-    def _kernel_call(self, code: str, hook) -> None:
-        """Run the judge's call in the kernel; its messages reach ``hook`` (outputs are not kept)."""
+    def _kernel_call(self, request: str, hook) -> None:
+        """Send one judge request to the kernel's call server; every answer it publishes reaches ``hook``."""
         if self._dead:
             return  # no answer: the judge says so, at once
-        run_sync(self._async_kernel_call)(code, hook)
+        run_sync(self._async_kernel_call)(request, hook)
 
-    async def _async_kernel_call(self, code: str, hook) -> None:
-        # Like execute_interactive, but it notices within a second that the kernel died: a call
-        # that kills it would otherwise wait out the whole cell time limit.
-        msg_id = self.kc.execute(code, silent=True, store_history=False)
+    async def _async_kernel_call(self, request: str, hook) -> None:
+        if self._comm is None:
+            # The call server listens on a comm target whose name only this run knows; each request
+            # is then one comm message, without IPython's cell machinery around it.
+            target = f"autograder-{secrets.token_hex(8)}"
+            code = f"__import__('autograder.kernel_server', fromlist=['listen']).listen({target!r})"
+            msg_id = self.kc.execute(code, silent=True, store_history=False)
+            await self._await_idle(msg_id, None)
+            try:  # its shell reply, so that it does not wait for the next cell
+                while (await self.kc.get_shell_msg(timeout=1)).get("parent_header", {}).get("msg_id") != msg_id:
+                    pass
+            except queue.Empty:
+                pass
+            if self._dead:
+                return
+            self._comm = secrets.token_hex(16)
+            await self._await_idle(self._shell_send("comm_open", {"comm_id": self._comm, "target_name": target}), None)
+        await self._await_idle(
+            self._shell_send("comm_msg", {"comm_id": self._comm, "data": {"request": request}}), hook
+        )
+
+    def _shell_send(self, msg_type: str, content: dict) -> str:
+        msg = self.kc.session.msg(msg_type, {**content, "data": content.get("data", {})})
+        self.kc.shell_channel.send(msg)
+        return msg["header"]["msg_id"]
+
+    async def _await_idle(self, msg_id: str, hook) -> None:
+        """Wait until the kernel has handled ``msg_id``; its comm messages on our comm reach ``hook``.
+
+        It notices within a second that the kernel died: a call that kills it would otherwise wait
+        out the whole cell time limit."""
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             try:
@@ -380,12 +408,9 @@ class GuardedExecute(Execute):
                 continue
             if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
                 break
-            hook(msg)
-        try:  # the shell reply, so that it does not wait for the next cell
-            while (await self.kc.get_shell_msg(timeout=1)).get("parent_header", {}).get("msg_id") != msg_id:
-                pass
-        except queue.Empty:
-            pass
+            content = msg.get("content", {})
+            if hook is not None and msg["msg_type"] == "comm_msg" and content.get("comm_id") == self._comm:
+                hook(content.get("data"))
 
     def _copy_data(self, src: Path, dest: Path) -> None:
         """The assignment's data files, so relative paths work; never the notebook itself."""

@@ -1,8 +1,9 @@
 """The call server: the only grader code that runs in the student's kernel during judging.
 
-The judge sends ``serve(request)``: call this, read that attribute, list this iterable. The server
-answers with plain data (:mod:`autograder.wire`) in one display message of its own MIME type,
-tagged with the request's token. What cannot be reduced to plain data (a module, a model's output
+The judge opens a comm (:func:`listen`) and sends each request as one comm message: call this,
+read that attribute, list this iterable. The server answers with plain data (:mod:`autograder.wire`)
+in one comm message, tagged with the request's token. A comm message skips IPython's cell machinery
+(compiling, history, post-execute hooks), so a request costs about half an executed cell. What cannot be reduced to plain data (a module, a model's output
 object) stays here and crosses as a *handle*: a number the judge can name in later requests.
 
 Arguments travel the other way, from the judge into this kernel, pickled (handles and objects the
@@ -24,7 +25,6 @@ from typing import Any
 
 from . import wire
 
-MIME = "application/vnd.autograder.answer+json"
 MAX_ITEMS = 100_000  # the longest iterable the server lists in one answer
 
 _objects: dict[int, Any] = {}  # handle -> object, kept alive so that ids stay unique
@@ -142,9 +142,16 @@ def answer(request: str, namespace: dict) -> dict:
     return reply
 
 
-def serve(request: str) -> None:
-    """Answer one request from the judge, in one display message of this server's MIME type."""
+def listen(target: str) -> None:
+    """Answer the judge's requests on comms opened to ``target``: one answer message per request."""
     from IPython import get_ipython
-    from IPython.display import publish_display_data
 
-    publish_display_data({MIME: answer(request, get_ipython().user_ns)})
+    shell = get_ipython()
+
+    def opened(comm, _msg) -> None:
+        def on_request(msg: dict) -> None:
+            comm.send(answer(msg["content"]["data"]["request"], shell.user_ns))
+
+        comm.on_msg(on_request)
+
+    shell.kernel.comm_manager.register_target(target, opened)

@@ -3,7 +3,6 @@ kernel does, prints or forges decides a grade."""
 
 from __future__ import annotations
 
-import ast
 import base64
 import json
 import pickle
@@ -55,12 +54,10 @@ def test_a_test_passes_fails_with_its_message_or_names_the_missing_literal():
 
 def _kernel(reply):
     """A stand-in for the student's kernel: ``reply(request) -> list of display contents``."""
-    from autograder.kernel_server import MIME
 
-    def execute(code: str, hook) -> None:
-        request = json.loads(ast.literal_eval(code[code.index("serve(") + 6 : -1]))
-        for content in reply(request):
-            hook({"msg_type": "display_data", "content": {"data": {MIME: content}}})
+    def execute(request: str, hook) -> None:
+        for content in reply(json.loads(request)):
+            hook(content)
 
     return execute
 
@@ -247,12 +244,10 @@ METRIC_TRICKS = {
     "server_replaced": _every_function_returns(
         "None",
         "import autograder.kernel_server as _ks\n"
-        "from IPython.display import publish_display_data as _pub\n"
         "import json as _json\n"
-        "def _serve(request):\n"
-        "    token = _json.loads(request)['token']\n"
-        "    _pub({_ks.MIME: {'token': token, 'value': '0.875'}})\n"
-        "_ks.serve = _serve",
+        "def _answer(request, namespace):\n"
+        "    return {'token': _json.loads(request)['token'], 'value': '0.875'}\n"
+        "_ks.answer = _answer",
     ),
     # The metric the test sends in is the grader's function: look through its globals for the expected
     # interval, and otherwise answer whatever gets past the visible checks.
@@ -401,23 +396,23 @@ LORA_TRICKS = {
     # The call server replaced: every call answered with one made-up number.
     "server_replaced": _lora_answers(
         prelude="import autograder.kernel_server as _ks\n"
-        "from IPython.display import publish_display_data as _pub\n"
         "import json as _json\n"
-        "def _serve(request):\n"
-        "    _pub({_ks.MIME: {'token': _json.loads(request)['token'], 'value': '147840'}})\n"
-        "_ks.serve = _serve",
+        "def _answer(request, namespace):\n"
+        "    return {'token': _json.loads(request)['token'], 'value': '147840'}\n"
+        "_ks.answer = _answer",
     ),
     # Answers forged from inside a graded call: the request's token read from the server's frame.
     "forges_answer_from_frame": _lora_answers(
         "_forge()",
-        prelude="import sys, json as _json\n"
-        "from IPython.display import publish_display_data as _pub\n"
+        prelude="import sys\n"
         "def _forge():\n"
-        "    f = sys._getframe(1)\n"
-        "    while f is not None and 'req' not in f.f_locals:\n"
+        "    f, token, comm = sys._getframe(1), None, None\n"
+        "    while f is not None:\n"
+        "        token = token or f.f_locals.get('req', {}).get('token')\n"
+        "        comm = comm or f.f_locals.get('comm')\n"
         "        f = f.f_back\n"
-        "    if f is not None:\n"
-        "        _pub({'application/vnd.autograder.answer+json': {'token': f.f_locals['req']['token'], 'value': 'true'}})\n"
+        "    if token and comm:\n"
+        "        comm.send({'token': token, 'value': 'true'})\n"
         "    return None",
     ),
     # repr/format publish an execute_result (nbgrader's partial credit) whenever they are called.
