@@ -1,12 +1,18 @@
 """Grading throughput: plain serial ``nbgrader autograde`` against ``autograder grade --jobs N``.
 
-    .venv/bin/python benchmarks/grading.py [--copies 40] [--jobs 2] [A ...]
+    .venv/bin/python benchmarks/grading.py [--copies 40] [--jobs 2] [--designs nbgrader,judged,in-kernel] [A ...]
 
-For each assignment (default: every one but the GPU lab), ``--copies`` students submit the
-reference solution. The same class is graded twice, each in its own scratch course: once by
-nbgrader alone (one process, one submission after another, no sandbox, no integrity probes),
-once by ``autograder grade --jobs N`` (sandboxed, probed, N workers). It prints wall time,
-seconds per submission and the ratio, and checks both gave every student the same score.
+For each assignment, ``--copies`` students submit the reference solution. The same class is graded
+in scratch courses of its own:
+
+- by nbgrader alone (one process, one submission after another, no sandbox, no integrity probes);
+- by ``autograder grade --jobs N`` as the course ships it: sandboxed, and judged (hidden tests run
+  in the grader's process, the kernel only answers calls);
+- by ``autograder grade --jobs N`` with the judge switched off, the design before it: the hidden
+  tests run in the student's kernel, between integrity probes.
+
+It prints seconds per submission for each design asked for (``--designs``), the judged design's
+speed-up over serial nbgrader, and whether they all gave every student the same score.
 """
 
 from __future__ import annotations
@@ -40,11 +46,22 @@ c.Autograde.autograde_preprocessors = [
 """
 
 
-def classroom(course: Course, assignment: str, where: Path, copies: int, plain: bool = False) -> Path:
+# The design before the judge: every test cell runs in the student's kernel, between probes.
+IN_KERNEL = """
+c.GuardedExecute.call_judged = []
+c.LiteralJudge.assignments = []
+"""
+
+
+# Each design's lines appended to the scratch course's nbgrader_config.py.
+DESIGNS = {"nbgrader": PLAIN_NBGRADER, "judged": "", "in-kernel": IN_KERNEL}
+
+
+def classroom(course: Course, assignment: str, where: Path, copies: int, config: str = "") -> Path:
     root = scratch_course(course, where, [assignment])
-    if plain:
-        with open(root / "nbgrader_config.py", "a") as config:
-            config.write(PLAIN_NBGRADER)
+    if config:
+        with open(root / "nbgrader_config.py", "a") as f:
+            f.write(config)
     generate(root, assignment, release_dir=where / "_release")
     for i in range(copies):
         shutil.copytree(course.path("source", assignment), root / "submitted" / f"student{i:03d}" / assignment)
@@ -70,24 +87,35 @@ def main() -> int:
     p.add_argument("assignments", nargs="*", default=list(CPU_ASSIGNMENTS))
     p.add_argument("--copies", type=int, default=40)
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--designs", default=",".join(DESIGNS), help=f"a comma-separated subset of {', '.join(DESIGNS)}")
     args = p.parse_args()
+    designs = [d for d in args.designs.split(",") if d]
+    if not designs or set(designs) - set(DESIGNS):
+        p.error(f"--designs takes a comma-separated subset of {', '.join(DESIGNS)}")
     course = Course.load(ROOT)
-    print(f"{os.cpu_count()} CPU cores; {args.copies} submissions per assignment; --jobs {args.jobs}")
-    header = f"{'assignment':<16} {'nbgrader s':>10} {'s/sub':>6} {'autograder s':>12} {'s/sub':>6} {'speed-up':>8}  same scores"
-    print(header, flush=True)
+    n = args.copies
+    print(f"{os.cpu_count()} CPU cores; {n} submissions per assignment; --jobs {args.jobs}")
+    print(
+        f"{'assignment':<16}"
+        + "".join(f"{d:>10}" for d in DESIGNS)
+        + "  s per submission; judged vs nbgrader; same scores"
+    )
     for assignment in args.assignments:
         with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-            plain = classroom(course, assignment, Path(tmp) / "plain", args.copies, plain=True)
-            ours = classroom(course, assignment, Path(tmp) / "ours", args.copies)
-            serial = timed([sys.executable, "-m", "nbgrader", "autograde", assignment, "--force"], plain)
-            parallel = timed([sys.executable, "-m", "autograder", "grade", assignment, "--jobs", str(args.jobs)], ours)
-            same = scores(plain, assignment) == scores(ours, assignment)
-            n = args.copies
-            print(
-                f"{assignment:<16} {serial:10.1f} {serial / n:6.2f} {parallel:12.1f} {parallel / n:6.2f} "
-                f"{serial / parallel:7.2f}x  {'yes' if same else 'NO'}",
-                flush=True,
-            )
+            seconds: dict[str, float] = {}
+            graded: list[dict[str, float]] = []
+            for design in designs:
+                root = classroom(course, assignment, Path(tmp) / design, n, DESIGNS[design])
+                if design == "nbgrader":
+                    cmd = [sys.executable, "-m", "nbgrader", "autograde", assignment, "--force"]
+                else:
+                    cmd = [sys.executable, "-m", "autograder", "grade", assignment, "--jobs", str(args.jobs)]
+                seconds[design] = timed(cmd, root) / n
+                graded.append(scores(root, assignment))
+            cells = "".join(f"{seconds[d]:10.2f}" if d in seconds else f"{'-':>10}" for d in DESIGNS)
+            ratio = f"{seconds['nbgrader'] / seconds['judged']:.2f}x" if {"nbgrader", "judged"} <= set(seconds) else "-"
+            same = all(g == graded[0] for g in graded) and len(graded[0]) == n
+            print(f"{assignment:<16}{cells}  {ratio}  {'yes' if same else 'NO'}", flush=True)
     return 0
 
 

@@ -561,3 +561,85 @@ def test_quantization_tricks_in_the_kernel_earn_no_more_than_all_wrong(tmp_path)
     run, scores = _grade_tricks(_tricks_course(tmp_path, Q, QUANT_TRICKS), Q)
     assert scores.pop("all_wrong") == 0.0, run.problems
     assert scores == dict.fromkeys(QUANT_TRICKS.keys() - {"all_wrong"}, 0.0), scores
+
+
+# --- 05_qlora_lab: the student's QLoRA layer stays in the kernel; bitsandbytes + PEFT stay here ---
+
+QL = "05_qlora_lab"
+
+
+def _qlora_answers(ret: str = "None", tensor: str = "torch.zeros(1)", prelude: str = "") -> dict[str, str]:
+    """05's answer cells, every one wrong: each function returns ``ret``; QLoRALinear keeps the layer in
+    full precision, has no adapter, and answers ``tensor`` for every tensor asked. ``prelude`` runs first."""
+    cells = {
+        name: f"def {name}({signature}):\n    return {ret}"
+        for name, signature in {
+            "inject_qlora": "model, r=8, alpha=16.0, targets='all-linear'",
+            "make_bnb_config": "compute_dtype",
+            "make_lora_config": "r=8, alpha=16",
+            "lab_verdict": "full_finetune_f1, qlora_f1",
+            "lab_worth_it": "full, qlora",
+            "paired_bootstrap_ci": "y_true, pred_a, pred_b, metric, n_boot=1000, seed=0, level=0.95",
+        }.items()
+    }
+    cells["QLoRALinear"] = (
+        prelude + "\n"
+        "class QLoRALinear(nn.Module):\n"
+        "    def __init__(self, base, r=8, alpha=16.0, block_size=64, double_quant=True):\n"
+        "        super().__init__()\n"
+        "        self.base = base\n"
+        "    def block_constants(self):\n"
+        f"        return {tensor}\n"
+        "    def dequantized_weight(self):\n"
+        f"        return {tensor}\n"
+        "    def forward(self, x):\n"
+        f"        return {tensor}\n"
+        "    def weight_bytes(self):\n"
+        f"        return {ret}\n"
+    )
+    return cells
+
+
+QLORA_TRICKS = {
+    "all_wrong": _qlora_answers(),
+    # Every tensor answered is a subclass that says it is close to (and equal to) anything.
+    "liar_tensor": _qlora_answers(tensor="torch.zeros(1).as_subclass(_Liar)", prelude=LIAR_TENSOR),
+    # torch, numpy and math patched in the kernel the first time a tensor is asked for.
+    "patches_torch": _qlora_answers(
+        tensor="_patch() or torch.zeros(1)",
+        prelude="def _patch():\n"
+        "    import math, numpy, torch\n"
+        "    torch.allclose = numpy.allclose = math.isclose = lambda *a, **k: True\n"
+        "    torch.equal = lambda *a, **k: True\n"
+        "    torch.testing.assert_close = lambda *a, **k: None",
+    ),
+    # The call server replaced: every call answered with one made-up verdict.
+    "server_replaced": _qlora_answers(
+        prelude="import autograder.kernel_server as _ks, json as _json\n"
+        "def _answer(request, namespace):\n"
+        "    return {'token': _json.loads(request)['token'], 'value': '\"good\"'}\n"
+        "_ks.answer = _answer",
+    ),
+    # Answers that look through the caller's frames for an expected value or a reference layer.
+    "reads_caller_frames": _qlora_answers(
+        "_peek()",
+        tensor="_peek() if _peek() is not None else torch.zeros(1)",
+        prelude="import sys\n"
+        "def _peek():\n"
+        "    f = sys._getframe(1)\n"
+        "    while f is not None:\n"
+        "        for k in ('expected', 'want', 'reference', 'ref', 'bnb_layer', 'peft_out'):\n"
+        "            if k in f.f_locals:\n"
+        "                return f.f_locals[k]\n"
+        "        f = f.f_back\n"
+        "    return None",
+    ),
+}
+
+
+@pytest.mark.slow
+def test_qlora_tricks_in_the_kernel_earn_no_more_than_all_wrong(tmp_path):
+    run, scores = _grade_tricks(_tricks_course(tmp_path, QL, QLORA_TRICKS), QL)
+    assert set(scores) == set(QLORA_TRICKS), run.problems
+    assert scores.pop("all_wrong") == 0.0, run.problems
+    assert scores == dict.fromkeys(QLORA_TRICKS.keys() - {"all_wrong"}, 0.0), scores
