@@ -13,7 +13,10 @@ run (``recorded/lab_cpu.json``) instead, so that a submission grades in seconds.
 
 Headless run (prints the table, writes ``results.json`` and the plots)::
 
-    python -m course.lab [--arms frozen,full,lora,qlora,yours] [--max-train N] [--out DIR] [--record]
+    python -m course.lab [--arms frozen,full,lora,qlora,yours] [--max-train N] [--seeds 0,1,2] [--out DIR] [--record]
+
+With a GPU the lab repeats the run with several seeds (:func:`default_seeds`): one run's interval
+covers the test examples' noise, the seeds show the training's own (initialisation, data order).
 """
 
 from __future__ import annotations
@@ -272,6 +275,44 @@ def run_arms(
     return results, kept
 
 
+def default_seeds(device: torch.device | str | None = None) -> tuple[int, ...]:
+    """Three seeds on a GPU (a few minutes each); one on a CPU, where one run takes about 9 minutes."""
+    device = torch.device(device) if device is not None else models.default_device()
+    return (0, 1, 2) if device.type == "cuda" else (0,)
+
+
+def seed_spread(runs: list[dict[str, ArmResult]], arm: str, base: str = "full") -> dict:
+    """The macro-F1 drop of ``arm`` against ``base`` in each seed's run, with its mean, lowest and highest."""
+    if not runs:
+        raise ValueError("seed_spread needs at least one run")
+    missing = [i for i, run in enumerate(runs) if arm not in run or base not in run]
+    if missing:
+        raise ValueError(f"run(s) {missing} lack the {arm!r} or {base!r} arm")
+    drops = [run[base].macro_f1 - run[arm].macro_f1 for run in runs]
+    return {"drops": drops, "mean": sum(drops) / len(drops), "low": min(drops), "high": max(drops)}
+
+
+def seeds_table(runs: list[dict[str, ArmResult]], seeds: list[int] | tuple[int, ...], base: str = "full") -> str:
+    """One line per arm: its macro-F1 in each seed's run and its drop against ``base`` (mean and range)."""
+    if len(runs) != len(seeds):
+        raise ValueError(f"{len(runs)} runs for {len(seeds)} seeds")
+    lines = [
+        f"{'arm':<7} "
+        + " ".join(f"{'seed ' + str(s):>8}" for s in seeds)
+        + "   macro-F1 drop vs full: mean [low, high]"
+    ]
+    for arm in runs[0]:
+        f1s = " ".join(f"{run[arm].macro_f1:8.3f}" for run in runs)
+        if arm == base:
+            lines.append(f"{arm:<7} {f1s}")
+            continue
+        spread = seed_spread(runs, arm, base)
+        lines.append(
+            f"{arm:<7} {f1s}   {100 * spread['mean']:+.1f} [{100 * spread['low']:+.1f}, {100 * spread['high']:+.1f}] points"
+        )
+    return "\n".join(lines)
+
+
 def recorded_results(arms=ARMS, path: Path = RECORDED) -> dict[str, ArmResult]:
     """The arms of the course's recorded CPU run (``python -m course.lab --record``)."""
     saved = json.loads(Path(path).read_text(encoding="utf-8"))["arms"]
@@ -422,7 +463,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="lab-results", help="folder for results.json and the plots")
     p.add_argument("--notebook", type=Path, help="a completed lab notebook (default: source/05_qlora_lab)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the split's seed, and the first run's")
+    p.add_argument(
+        "--seeds", help="comma-separated training seeds to repeat the run with (default: 3 on a GPU, 1 on a CPU)"
+    )
     p.add_argument(
         "--record", action="store_true", help=f"also save the results as the graded run's record ({RECORDED})"
     )
@@ -439,24 +483,39 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs is not None:
         budget = replace(budget, epochs=args.epochs)
     try:
+        seeds = tuple(int(x) for x in args.seeds.split(",") if x.strip()) if args.seeds else None
+    except ValueError:
+        p.error(f"--seeds takes comma-separated integers, not {args.seeds!r}")
+    if seeds == ():
+        p.error("--seeds needs at least one seed")
+    seeds = seeds or tuple(args.seed + i for i in range(len(default_seeds(device))))
+    try:
         fns = functions_from_notebook(args.notebook or default_notebook(), NOTEBOOK_NAMES)
         splits = data.tweet_splits(seed=args.seed)
     except (RuntimeError, OSError, SyntaxError) as exc:
         print(f"course.lab: error: {exc}", file=sys.stderr)
         return 2
-    results, _ = run_arms(
-        splits,
-        fns["make_bnb_config"],
-        fns["make_lora_config"],
-        arms,
-        budget,
-        device,
-        args.seed,
-        progress=True,
-        inject_qlora=fns["inject_qlora"],
-    )
-    print(f"\n{budget.describe()} on {device}\n")
+    runs = []
+    for seed in seeds:
+        if len(seeds) > 1:
+            print(f"\n== seed {seed} ==", flush=True)
+        results, _ = run_arms(
+            splits,
+            fns["make_bnb_config"],
+            fns["make_lora_config"],
+            arms,
+            budget,
+            device,
+            seed,
+            progress=True,
+            inject_qlora=fns["inject_qlora"],
+        )
+        runs.append(results)
+    results = runs[0]
+    print(f"\n{budget.describe()} on {device}, seed {seeds[0]}\n")
     print(results_table(results))
+    if len(runs) > 1 and "full" in results:
+        print(f"\nAcross seeds {', '.join(map(str, seeds))}:\n{seeds_table(runs, seeds)}")
     for arm in ("qlora", "yours"):
         if "full" in results and arm in results:
             full, other = results["full"], results[arm]
@@ -468,7 +527,12 @@ def main(argv: list[str] | None = None) -> int:
             )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    record = json.dumps(results_json(results, budget, device), indent=1)
+    saved = results_json(results, budget, device)
+    if len(runs) > 1:
+        saved["macro_f1_by_seed"] = {
+            str(seed): {a: r.macro_f1 for a, r in run.items()} for seed, run in zip(seeds, runs)
+        }
+    record = json.dumps(saved, indent=1)
     (out / "results.json").write_text(record)
     if args.record:
         RECORDED.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import nbformat
 import pytest
@@ -152,3 +153,42 @@ def test_headless_run_rejects_an_unknown_arm():
     with pytest.raises(SystemExit) as exit_info:
         lab.main(["--arms", "frozen,bogus"])
     assert exit_info.value.code == 2
+
+
+def _run(**f1: float) -> dict:
+    """A made-up run: one ArmResult per arm with the given macro-F1."""
+    return {arm: replace(lab.recorded_results(("full",))["full"], arm=arm, macro_f1=v) for arm, v in f1.items()}
+
+
+def test_seeds_follow_the_machine():
+    assert lab.default_seeds("cpu") == (0,)
+    assert len(lab.default_seeds("cuda")) == 3
+
+
+def test_seed_spread_is_the_drop_in_each_run():
+    runs = [_run(full=0.70, qlora=0.68), _run(full=0.72, qlora=0.73), _run(full=0.69, qlora=0.66)]
+    spread = lab.seed_spread(runs, "qlora")
+    assert spread["drops"] == pytest.approx([0.02, -0.01, 0.03])
+    assert (spread["mean"], spread["low"], spread["high"]) == pytest.approx((0.04 / 3, -0.01, 0.03))
+    table = lab.seeds_table(runs, (0, 1, 2))
+    assert "seed 2" in table and "+1.3 [-1.0, +3.0] points" in table
+    with pytest.raises(ValueError, match="lack the 'lora'"):
+        lab.seed_spread(runs, "lora")
+    with pytest.raises(ValueError, match="3 runs for 2 seeds"):
+        lab.seeds_table(runs, (0, 1))
+
+
+def test_headless_run_repeats_with_each_seed(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(lab.SMOKE_ENV, "1")
+    out = tmp_path / "out"
+    argv = ["--arms", "full,lora", "--seeds", "3,4", "--out", str(out), "--notebook", str(LAB_NB)]
+    assert lab.main(argv) == 0
+    saved = json.loads((out / "results.json").read_text())
+    assert set(saved["macro_f1_by_seed"]) == {"3", "4"}
+    assert saved["arms"]["lora"]["macro_f1"] == saved["macro_f1_by_seed"]["3"]["lora"]
+    printed = capsys.readouterr().out
+    assert "== seed 4 ==" in printed and "Across seeds 3, 4" in printed and "macro-F1 drop vs full" in printed
+    for bad in ("1,x", ","):
+        with pytest.raises(SystemExit) as exit_info:
+            lab.main(["--seeds", bad])
+        assert exit_info.value.code == 2
