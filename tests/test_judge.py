@@ -204,9 +204,14 @@ SIGNATURES = {
 }
 
 
+def _returning(expression: str, signatures: dict[str, str]) -> dict[str, str]:
+    """One answer cell per graded function: ``def name(signature): return expression``."""
+    return {name: f"def {name}({signature}):\n    return {expression}" for name, signature in signatures.items()}
+
+
 def _every_function_returns(expression: str, prelude: str = "") -> dict[str, str]:
     """Answer cells in which every graded function returns ``expression`` (``prelude`` in the first)."""
-    cells = {name: f"def {name}({SIGNATURES[name]}):\n    return {expression}" for name in METRICS}
+    cells = _returning(expression, {name: SIGNATURES[name] for name in METRICS})
     cells[METRICS[0]] = prelude + "\n" + cells[METRICS[0]]
     return cells
 
@@ -305,16 +310,16 @@ L = "01_lora_basics"
 def _lora_answers(ret: str = "None", forward: str = "self.base(x)", prelude: str = "") -> dict[str, str]:
     """01's answer cells, every one wrong: each function returns ``ret``; LoRALinear has no adapter
     and its forward returns ``forward``. ``prelude`` runs first."""
-    cells = {
-        name: f"def {name}({signature}):\n    return {ret}"
-        for name, signature in {
+    cells = _returning(
+        ret,
+        {
             "full_param_count": "d_in, d_out, bias=True",
             "lora_param_count": "d_in, d_out, r",
             "trainable_fraction": "d_in, d_out, r, bias=True",
             "count_trainable_parameters": "model",
             "inject_lora": "model, target_modules, r=8, alpha=16.0",
-        }.items()
-    }
+        },
+    )
     cells["LoRALinear"] = (
         "class LoRALinear(nn.Module):\n"
         "    def __init__(self, base, r=8, alpha=16.0):\n"
@@ -523,7 +528,7 @@ QUANT_SIGNATURES = {
 
 def _quant_answers(ret: str = "None", prelude: str = "") -> dict[str, str]:
     """02's answer cells, every function returning ``ret`` (``prelude`` first)."""
-    cells = {name: f"def {name}({signature}):\n    return {ret}" for name, signature in QUANT_SIGNATURES.items()}
+    cells = _returning(ret, QUANT_SIGNATURES)
     cells["bytes_per_param"] = prelude + "\n" + cells["bytes_per_param"]
     return cells
 
@@ -571,17 +576,17 @@ QL = "05_qlora_lab"
 def _qlora_answers(ret: str = "None", tensor: str = "torch.zeros(1)", prelude: str = "") -> dict[str, str]:
     """05's answer cells, every one wrong: each function returns ``ret``; QLoRALinear keeps the layer in
     full precision, has no adapter, and answers ``tensor`` for every tensor asked. ``prelude`` runs first."""
-    cells = {
-        name: f"def {name}({signature}):\n    return {ret}"
-        for name, signature in {
+    cells = _returning(
+        ret,
+        {
             "inject_qlora": "model, r=8, alpha=16.0, targets='all-linear'",
             "make_bnb_config": "compute_dtype",
             "make_lora_config": "r=8, alpha=16",
             "lab_verdict": "full_finetune_f1, qlora_f1",
             "lab_worth_it": "full, qlora",
             "paired_bootstrap_ci": "y_true, pred_a, pred_b, metric, n_boot=1000, seed=0, level=0.95",
-        }.items()
-    }
+        },
+    )
     cells["QLoRALinear"] = (
         prelude + "\n"
         "class QLoRALinear(nn.Module):\n"
