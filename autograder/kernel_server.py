@@ -3,8 +3,9 @@
 The judge opens a comm (:func:`listen`) and sends each request as one comm message: call this,
 read that attribute, list this iterable. The server answers with plain data (:mod:`autograder.wire`)
 in one comm message, tagged with the request's token. A comm message skips IPython's cell machinery
-(compiling, history, post-execute hooks), so a request costs about half an executed cell. What cannot be reduced to plain data (a module, a model's output
-object) stays here and crosses as a *handle*: a number the judge can name in later requests.
+(compiling, history, post-execute hooks), so a request costs about half an executed cell. What
+cannot be reduced to plain data (a module, a model's output object) stays here and crosses as a
+*handle*: a number the judge can name in later requests.
 
 Arguments travel the other way, from the judge into this kernel, pickled (handles and objects the
 kernel must build itself, such as the pretrained MiniLM, as persistent ids). The kernel may unpickle

@@ -299,7 +299,7 @@ def seeds_table(runs: list[dict[str, ArmResult]], seeds: list[int] | tuple[int, 
     lines = [
         f"{'arm':<7} "
         + " ".join(f"{'seed ' + str(s):>8}" for s in seeds)
-        + "   macro-F1 drop vs full: mean [low, high]"
+        + f"   macro-F1 drop vs {base}: mean [low, high]"
     ]
     for arm in runs[0]:
         f1s = " ".join(f"{run[arm].macro_f1:8.3f}" for run in runs)
