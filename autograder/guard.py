@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import queue
 import secrets
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +41,7 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Dict, Integer, List, Unicode
 
+from . import wire
 from .notebook import cell_id
 from .sandbox import SandboxedKernelManager, unavailable_reason
 
@@ -323,7 +326,8 @@ class GuardedExecute(Execute):
         tests = [c.source for c in nb.cells if is_test_cell(c)]
         self._watched = watched_modules(tests)
         self._judge = self._call_judge(nb, resources or {})
-        self._comm: str | None = None
+        self._session: socket.socket | None = None  # the call server's connection, during a test cell
+        self._serving: str | None = None  # the msg_id of the cell that runs the call server
         self._baseline = None
         self._workdir = tempfile.mkdtemp(prefix="autograder-work-", dir=self.scratch_root or None)
         try:
@@ -358,59 +362,136 @@ class GuardedExecute(Execute):
         )
 
     def _kernel_call(self, request: str, hook) -> None:
-        """Send one judge request to the kernel's call server; every answer it publishes reaches ``hook``."""
+        """Send one judge request to the kernel's call server; its answer (a dict) reaches ``hook``."""
         if self._dead:
             return  # no answer: the judge says so, at once
-        run_sync(self._async_kernel_call)(request, hook)
+        conn = self._session or self._open_session()
+        if conn is None:
+            return
+        try:
+            conn.sendall(wire.frame(request.encode()))
+            reply = self._receive(conn)
+        except OSError:
+            reply = None
+        if reply is None:
+            self._end_session()
+            return
+        try:
+            answer = json.loads(reply)
+        except (ValueError, RecursionError):
+            return  # not an answer: the judge reports none
+        hook(answer)
 
-    async def _async_kernel_call(self, request: str, hook) -> None:
-        if self._comm is None:
-            # The call server listens on a comm target whose name only this run knows; each request
-            # is then one comm message, without IPython's cell machinery around it.
-            target = f"autograder-{secrets.token_hex(8)}"
-            code = f"__import__('autograder.kernel_server', fromlist=['listen']).listen({target!r})"
-            msg_id = self.kc.execute(code, silent=True, store_history=False)
-            await self._await_idle(msg_id, None)
-            try:  # its shell reply, so that it does not wait for the next cell
-                while (await self.kc.get_shell_msg(timeout=1)).get("parent_header", {}).get("msg_id") != msg_id:
-                    pass
-            except queue.Empty:
+    def _open_session(self) -> socket.socket | None:
+        """Start the call server in the kernel, connected to a socket only this test cell uses.
+
+        The socket lives in the kernel's socket folder (the only one both sides see, with a short
+        path); the server runs as one silent cell until :meth:`_end_session`."""
+        path = os.path.join(self.km._socket_dir, f"judge-{secrets.token_hex(8)}")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(path)
+            listener.listen(1)
+            listener.settimeout(1)
+            code = f"__import__('autograder.kernel_server', fromlist=['serve']).serve({path!r})"
+            self._serving = self.kc.execute(code, silent=True, store_history=False)
+            deadline = time.monotonic() + self.probe_timeout
+            while time.monotonic() < deadline:
+                try:
+                    self._session = listener.accept()[0]
+                    return self._session
+                except TimeoutError:
+                    if run_sync(self._await_idle)(self._serving, 0):  # it ended without connecting
+                        self._drain_reply(self._serving)
+                        self._serving = None
+                        break
+            self._events.append("the kernel's call server did not connect to the grader")
+            self._end_session()
+            return None
+        finally:
+            listener.close()
+            Path(path).unlink(missing_ok=True)
+
+    def _receive(self, conn: socket.socket) -> bytes | None:
+        """The answer frame's bytes; None when the kernel hung up, stopped, sent too much or took
+        longer than a cell may (``timeout``)."""
+        deadline = time.monotonic() + self.timeout
+        data, size = bytearray(), None
+        while size is None or len(data) < wire.FRAME.size + size:
+            if time.monotonic() > deadline:
+                self._events.append(f"a call to the student's code did not return within {self.timeout} s")
+                return None
+            conn.settimeout(1)
+            try:
+                chunk = conn.recv(2**20)
+            except TimeoutError:
+                if not run_sync(self.km.is_alive)():
+                    return None
+                continue
+            if not chunk:
+                return None
+            data += chunk
+            if size is None and len(data) >= wire.FRAME.size:
+                size = wire.FRAME.unpack_from(data)[0]
+                if size > wire.MAX_FRAME:
+                    self._events.append("the kernel's answer to a call was too large")
+                    return None
+        return bytes(data[wire.FRAME.size :])
+
+    def _end_session(self) -> None:
+        """Stop the call server (an empty frame, then hang up) and wait for its cell to end.
+
+        A call still running (it outlived its time) is interrupted; a kernel that ignores the
+        interrupt, or died, is stopped for good: the tests after it fail at once."""
+        if self._serving is None:
+            return
+        if self._session is not None:
+            try:
+                self._session.sendall(wire.frame(b""))
+            except OSError:
                 pass
+            self._session.close()
+            self._session = None
+        msg_id, self._serving = self._serving, None
+        if not run_sync(self._await_idle)(msg_id, 5):
             if self._dead:
                 return
-            self._comm = secrets.token_hex(16)
-            await self._await_idle(self._shell_send("comm_open", {"comm_id": self._comm, "target_name": target}), None)
-        await self._await_idle(
-            self._shell_send("comm_msg", {"comm_id": self._comm, "data": {"request": request}}), hook
-        )
+            run_sync(self.km.interrupt_kernel)()
+            if not run_sync(self._await_idle)(msg_id, 30) and not self._dead:
+                self._dead = "the kernel stopped answering: a call to the student's code ignored its time limit"
+                self._events.append(self._dead)
+            return
+        self._drain_reply(msg_id)
 
-    def _shell_send(self, msg_type: str, content: dict) -> str:
-        msg = self.kc.session.msg(msg_type, {**content, "data": content.get("data", {})})
-        self.kc.shell_channel.send(msg)
-        return msg["header"]["msg_id"]
+    def _drain_reply(self, msg_id: str) -> None:
+        """Read the shell reply to ``msg_id``, so that it does not wait for the next cell."""
+        try:
+            while run_sync(self.kc.get_shell_msg)(timeout=1).get("parent_header", {}).get("msg_id") != msg_id:
+                pass
+        except queue.Empty:
+            pass
 
-    async def _await_idle(self, msg_id: str, hook) -> None:
-        """Wait until the kernel has handled ``msg_id``; its comm messages on our comm reach ``hook``.
+    async def _await_idle(self, msg_id: str, seconds: float) -> bool:
+        """Whether the kernel finished ``msg_id`` within ``seconds`` (0: only what has arrived).
 
-        It notices within a second that the kernel died: a call that kills it would otherwise wait
-        out the whole cell time limit."""
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
+        It notices within a second that the kernel died, and says so in ``_dead``."""
+        deadline = time.monotonic() + seconds
+        while True:
             try:
-                msg = await self.kc.get_iopub_msg(timeout=1)
+                msg = await self.kc.get_iopub_msg(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
             except queue.Empty:
                 if not await self.km.is_alive():
                     self._dead = "the kernel stopped while answering the grader's calls"
                     self._events.append(self._dead)
-                    return
+                    return False
+                if time.monotonic() >= deadline:
+                    return False
                 continue
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
-                break
-            content = msg.get("content", {})
-            if hook is not None and msg["msg_type"] == "comm_msg" and content.get("comm_id") == self._comm:
-                hook(content.get("data"))
+            ours = msg.get("parent_header", {}).get("msg_id") == msg_id
+            if ours and msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
+                return True
+            if time.monotonic() > deadline + 1:  # output that never stops, from a thread it started
+                return False
 
     def _copy_data(self, src: Path, dest: Path) -> None:
         """The assignment's data files, so relative paths work; never the notebook itself."""
@@ -545,7 +626,10 @@ class GuardedExecute(Execute):
         if source is None:  # not a test cell of the instructor's: it earns nothing
             cell.outputs = [_error("AssertionError", "this cell is not one of the assignment's tests")]
             return cell, resources
-        message = self._judge.verdict(source, grade_id)
+        try:
+            message = self._judge.verdict(source, grade_id)
+        finally:
+            self._end_session()
         if message is None:
             cell.outputs = []
         else:

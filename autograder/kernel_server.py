@@ -1,11 +1,11 @@
 """The call server: the only grader code that runs in the student's kernel during judging.
 
-The judge opens a comm (:func:`listen`) and sends each request as one comm message: call this,
-read that attribute, list this iterable. The server answers with plain data (:mod:`autograder.wire`)
-in one comm message, tagged with the request's token. A comm message skips IPython's cell machinery
-(compiling, history, post-execute hooks), so a request costs about half an executed cell. What
-cannot be reduced to plain data (a module, a model's output object) stays here and crosses as a
-*handle*: a number the judge can name in later requests.
+For each test cell the grader executes :func:`serve`, which connects to a Unix socket the grader
+opened and answers the judge's requests on it, one frame each way (:data:`autograder.wire.FRAME`):
+call this, read that attribute, list this iterable. Each answer is plain data
+(:mod:`autograder.wire`), tagged with the request's token. A request costs a socket round trip, not
+an executed cell or a Jupyter message. What cannot be reduced to plain data (a module, a model's
+output object) stays here and crosses as a *handle*: a number the judge can name in later requests.
 
 Arguments travel the other way, from the judge into this kernel, pickled (handles and objects the
 kernel must build itself, such as the pretrained MiniLM, as persistent ids). The kernel may unpickle
@@ -22,6 +22,7 @@ import copy
 import io
 import json
 import pickle
+import socket
 from typing import Any
 
 from . import wire
@@ -143,16 +144,38 @@ def answer(request: str, namespace: dict) -> dict:
     return reply
 
 
-def listen(target: str) -> None:
-    """Answer the judge's requests on comms opened to ``target``: one answer message per request."""
+def _receive(conn: socket.socket) -> bytes | None:
+    """One frame's bytes; None when the grader hung up."""
+    header = _exactly(conn, wire.FRAME.size)
+    if header is None:
+        return None
+    return _exactly(conn, wire.FRAME.unpack(header)[0])
+
+
+def _exactly(conn: socket.socket, size: int) -> bytes | None:
+    chunks, left = [], size
+    while left:
+        try:
+            chunk = conn.recv(min(left, 2**20))
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def serve(path: str) -> None:
+    """Answer the judge's requests on the Unix socket at ``path``, one answer frame per request,
+    until the grader sends an empty frame or hangs up."""
     from IPython import get_ipython
 
-    shell = get_ipython()
-
-    def opened(comm, _msg) -> None:
-        def on_request(msg: dict) -> None:
-            comm.send(answer(msg["content"]["data"]["request"], shell.user_ns))
-
-        comm.on_msg(on_request)
-
-    shell.kernel.comm_manager.register_target(target, opened)
+    namespace = get_ipython().user_ns
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(path)
+        while request := _receive(conn):
+            try:
+                conn.sendall(wire.frame(json.dumps(answer(request.decode(), namespace)).encode()))
+            except OSError:  # the grader gave up on this call (its time ran out)
+                return

@@ -14,15 +14,21 @@ import base64
 import io
 import json
 import math
+import struct
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_BYTES", "Opaque", "WireError", "decode", "dumps", "encode", "loads"]
+__all__ = ["FRAME", "MAX_BYTES", "MAX_FRAME", "Opaque", "WireError", "decode", "dumps", "encode", "frame", "loads"]
 
 MAX_BYTES = 64 * 2**20  # one message, as JSON text
 MAX_DEPTH = 64
+
+# Between the judge and the call server, each request and each answer is one frame: its length
+# (4 bytes, big-endian), then that many bytes of UTF-8 JSON. An empty frame ends the conversation.
+FRAME = struct.Struct(">I")
+MAX_FRAME = MAX_BYTES + 2**20  # an answer's envelope (token, error message) around one value
 
 # NumPy scalar and array dtypes that may cross: numbers, booleans and strings only.
 _NP_SCALARS = {
@@ -211,3 +217,8 @@ def loads(text: str, ref: Callable[[dict], Any] | None = None) -> Any:
     except (ValueError, RecursionError):
         raise WireError("not valid JSON") from None
     return decode(data, ref=ref)
+
+
+def frame(data: bytes) -> bytes:
+    """``data`` as one frame on the judge's socket."""
+    return FRAME.pack(len(data)) + data

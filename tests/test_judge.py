@@ -17,6 +17,7 @@ from autograder.course import Course
 from autograder.grading import GradeSettings, grade
 from autograder.judge import AMBIGUOUS, judge_cell, literal_answers
 from autograder.nbgrader_run import scratch_course
+from autograder.rehearsal import with_answers
 from harness import ROOT, course
 from practice import practice_letters, practice_notebook, wrong_letters
 
@@ -406,19 +407,25 @@ LORA_TRICKS = {
         "    return {'token': _json.loads(request)['token'], 'value': '147840'}\n"
         "_ks.answer = _answer",
     ),
-    # Answers forged from inside a graded call: the request's token read from the server's frame.
+    # Answers forged from inside a graded call: the request's token read from the server's frame,
+    # the answer written straight into the server's socket, ahead of the real one.
     "forges_answer_from_frame": _lora_answers(
         "_forge()",
-        prelude="import sys\n"
+        prelude="import sys, json, struct\n"
         "def _forge():\n"
-        "    f, token, comm = sys._getframe(1), None, None\n"
+        "    f, token, conn = sys._getframe(1), None, None\n"
         "    while f is not None:\n"
         "        token = token or f.f_locals.get('req', {}).get('token')\n"
-        "        comm = comm or f.f_locals.get('comm')\n"
+        "        conn = conn or f.f_locals.get('conn')\n"
         "        f = f.f_back\n"
-        "    if token and comm:\n"
-        "        comm.send({'token': token, 'value': 'true'})\n"
+        "    if token and conn:\n"
+        "        data = json.dumps({'token': token, 'value': 'true'}).encode()\n"
+        "        conn.sendall(struct.pack('>I', len(data)) + data)\n"
         "    return None",
+    ),
+    # The call server never started: every test cell's calls go unanswered.
+    "server_never_connects": _lora_answers(
+        prelude="import autograder.kernel_server as _ks\n_ks.serve = lambda path: None",
     ),
     # repr/format publish an execute_result (nbgrader's partial credit) whenever they are called.
     "format_publishes_result": _lora_answers(
@@ -508,6 +515,65 @@ def test_lora_tricks_in_the_kernel_earn_no_more_than_all_wrong(tmp_path):
     assert control == 0.0, run.problems
     assert scores == dict.fromkeys(LORA_TRICKS.keys() - {"all_wrong"}, 0.0), scores
     assert digest("release", "source", "submitted") == before, "grading changed a course file"
+
+
+# The reference's full_param_count, wrapped so that the grader's first call to it never returns:
+# ``body`` is the loop it spins in.
+def _hangs_once(body: str) -> str:
+    nb = nbformat.read(ROOT / "source" / L / f"{L}.ipynb", as_version=4)
+    source = next(c.source for c in nb.cells if nbu.cell_id(c) == "full_param_count")
+    return (
+        source.replace("def full_param_count(", "def _reference_full_param_count(") + "\n_hung = []\n"
+        "def full_param_count(d_in, d_out, bias=True):\n"
+        "    import sys, time\n"
+        "    f = sys._getframe(1)\n"
+        "    while f is not None and not _hung:\n"
+        "        if 'kernel_server' in f.f_code.co_filename:\n"
+        "            _hung.append(1)\n"
+        f"{body}\n"
+        "        f = f.f_back\n"
+        "    return _reference_full_param_count(d_in, d_out, bias)\n"
+    )
+
+
+@pytest.mark.slow
+def test_a_call_that_never_returns_fails_its_test_and_the_rest_are_still_graded(tmp_path):
+    """The first graded call to full_param_count spins: "loops" can be interrupted, and the tests after
+    it are graded as usual; "deaf" ignores the interrupt, and the kernel is given up (the rest score
+    zero) without holding the grader for more than its time limits."""
+    source = nbformat.read(ROOT / "source" / L / f"{L}.ipynb", as_version=4)
+    students = {
+        "reference": source,
+        "loops": with_answers(
+            source, {"full_param_count": _hangs_once("            while True:\n                pass")}
+        ),
+        "deaf": with_answers(
+            source,
+            {
+                "full_param_count": _hangs_once(
+                    "            while True:\n"
+                    "                try:\n"
+                    "                    time.sleep(1)\n"
+                    "                except BaseException:\n"
+                    "                    pass"
+                )
+            },
+        ),
+    }
+    root = scratch_course(course(), tmp_path / "course", [L])
+    shutil.copytree(ROOT / "release" / L, root / "release" / L)
+    for student, nb in students.items():
+        folder = root / "submitted" / student / L
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / f"{L}.ipynb")
+    run = grade(Course.load(root), L, settings=GradeSettings(jobs=2, cell_timeout=20))
+    scores = {g.student: g.score for g in run.grades}
+    points = {nbu.cell_id(c): nbu.nbgrader_meta(c).get("points", 0) for c in source.cells if nbu.is_test_cell(c)}
+    assert scores["reference"] == sum(points.values()), run.problems
+    assert scores["loops"] == scores["reference"] - points["test_full_param_count"], (scores, run.review)
+    assert "did not return within 20 s" in " ".join(run.review.get("loops", [])), run.review
+    assert scores["deaf"] < scores["loops"], scores
+    assert "ignored its time limit" in " ".join(run.review.get("deaf", [])), run.review
 
 
 # --- 02_quantization: the grader's stand-ins travel into the kernel; its references stay here ------
