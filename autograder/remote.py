@@ -27,7 +27,8 @@ from . import wire
 __all__ = ["Channel", "Remote", "RemoteError"]
 
 # The transport: ``send(request, hook)`` delivers one request (JSON text) to the kernel's call
-# server and hands ``hook`` every answer the kernel publishes for it (a dict, not yet trusted).
+# server and hands ``hook`` what came back for it, parsed from JSON but not yet trusted (the
+# ``token`` says whether it answers this request); nothing reaches ``hook`` when no answer came.
 Execute = Callable[[str, Callable[[dict], None]], None]
 
 # Exceptions a student's code may raise that the instructor's tests can catch by type. Anything
