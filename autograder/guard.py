@@ -271,6 +271,9 @@ def differences(baseline: dict, now: dict) -> list[str]:
     return sorted(set(found), key=found.index)
 
 
+CONNECT_SECONDS = 30  # how long the call server may take to connect, the kernel being idle
+
+
 def is_test_cell(cell: NotebookNode) -> bool:
     meta = cell.get("metadata", {}).get("nbgrader", {})
     return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
@@ -386,7 +389,9 @@ class GuardedExecute(Execute):
         """Start the call server in the kernel, connected to a socket only this test cell uses.
 
         The socket lives in the kernel's socket folder (the only one both sides see, with a short
-        path); the server runs as one silent cell until :meth:`_end_session`."""
+        path); the server runs as one silent cell until :meth:`_end_session`. The kernel has just
+        answered a probe, so it connects at once; one that does not (its server was replaced) is
+        given up, rather than waited for again at every call."""
         path = os.path.join(self.km._socket_dir, f"judge-{secrets.token_hex(8)}")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -395,7 +400,7 @@ class GuardedExecute(Execute):
             listener.settimeout(1)
             code = f"__import__('autograder.kernel_server', fromlist=['serve']).serve({path!r})"
             self._serving = self.kc.execute(code, silent=True, store_history=False)
-            deadline = time.monotonic() + self.probe_timeout
+            deadline = time.monotonic() + CONNECT_SECONDS
             while time.monotonic() < deadline:
                 try:
                     self._session = listener.accept()[0]
@@ -405,8 +410,10 @@ class GuardedExecute(Execute):
                         self._drain_reply(self._serving)
                         self._serving = None
                         break
-            self._events.append("the kernel's call server did not connect to the grader")
             self._end_session()
+            if not self._dead:
+                self._dead = "the kernel's call server did not connect to the grader"
+                self._events.append(self._dead)
             return None
         finally:
             listener.close()

@@ -514,6 +514,7 @@ def test_lora_tricks_in_the_kernel_earn_no_more_than_all_wrong(tmp_path):
     control = scores.pop("all_wrong")
     assert control == 0.0, run.problems
     assert scores == dict.fromkeys(LORA_TRICKS.keys() - {"all_wrong"}, 0.0), scores
+    assert "call server did not connect" in " ".join(run.review.get("server_never_connects", [])), run.review
     assert digest("release", "source", "submitted") == before, "grading changed a course file"
 
 
