@@ -21,6 +21,7 @@ from .course import Course, CourseError
 from .intake import IntakeError, copy_submission
 from .nbgrader_run import SubmissionGrade, clean_env, generate, read_grades, scratch_course
 from .pool import JobResult, run_jobs, start_workers
+from .worker import PRELOAD
 
 REPORT_FILE = "autograder-report.json"
 # The instructor's own solutions, graded beside the students as a check of this environment.
@@ -138,11 +139,27 @@ def sandbox_setting(requested: bool, required: bool = True) -> bool:
     return False
 
 
-def _cell_timeout(course: Course) -> int:
+def _course_config(course: Course):
     from traitlets.config import PyFileConfigLoader
 
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(course.root)).load_config()
-    return int(config.Execute.get("timeout", 30) or 30)
+    return PyFileConfigLoader("nbgrader_config.py", path=str(course.root)).load_config()
+
+
+def _cell_timeout(course: Course) -> int:
+    return int(_course_config(course).Execute.get("timeout", 30) or 30)
+
+
+def judge_preload(course: Course, assignment: str) -> list[str]:
+    """The import lines a worker runs before its first job when ``assignment`` is judged by calls
+    (``c.GuardedExecute.call_judged``): those of the cells its judge runs, from the source notebooks."""
+    if assignment not in _course_config(course).GuardedExecute.get("call_judged", []):
+        return []
+    from .judge import import_statements, judge_sources
+
+    lines: list[str] = []
+    for path in course.source_notebooks(assignment):
+        lines += [line for line in import_statements(judge_sources(nbu.read_notebook(path))) if line not in lines]
+    return lines
 
 
 def _template(course: Course, assignment: str, where: Path, registered: Future) -> Path:
@@ -315,6 +332,7 @@ def grade(
             if ok:
                 gradeable.append(student)
         env = worker_env(settings.jobs)
+        env[PRELOAD] = json.dumps(judge_preload(course, assignment))
         check = settings.check_reference and bool(gradeable)
         workers = start_workers(min(settings.jobs, len(gradeable) + check), env, tmp_path)
         try:

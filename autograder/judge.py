@@ -38,7 +38,9 @@ __all__ = [
     "CallJudge",
     "LiteralJudge",
     "defined_names",
+    "import_statements",
     "judge_cell",
+    "judge_sources",
     "literal_answers",
     "run_test",
 ]
@@ -116,6 +118,31 @@ def defined_names(sources: list[str]) -> list[str]:
             continue
         names += [n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
     return names
+
+
+def import_statements(sources: list[str]) -> list[str]:
+    """Every ``import`` and ``from ... import`` statement in ``sources`` (the instructor's cells),
+    at any depth, as one line of source each, in order and without repeats: what a judge that
+    runs those cells will import."""
+    found: list[str] = []
+    for tree in parsed_cells(sources, 1_000_000):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import | ast.ImportFrom) and getattr(node, "level", 0) == 0:
+                line = ast.unparse(node)
+                if line not in found:
+                    found.append(line)
+    return found
+
+
+def judge_sources(nb) -> list[str]:
+    """The cells of an instructor's notebook that a :class:`CallJudge` runs: the first locked code
+    cell that is neither an answer nor a test (the notebook's imports), and every test cell."""
+    from .notebook import is_test_cell, nbgrader_meta
+
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    # As gradebook_sources reads them: locked, neither a solution nor graded.
+    setup = [c for c in code if (m := nbgrader_meta(c)).get("locked") and not m.get("solution") and not m.get("grade")]
+    return [c.source for c in setup[:1]] + [c.source for c in code if is_test_cell(c)]
 
 
 class CallJudge:

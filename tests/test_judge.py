@@ -715,3 +715,34 @@ def test_qlora_tricks_in_the_kernel_earn_no_more_than_all_wrong(tmp_path):
     assert set(scores) == set(QLORA_TRICKS), run.problems
     assert scores.pop("all_wrong") == 0.0, run.problems
     assert scores == dict.fromkeys(QLORA_TRICKS.keys() - {"all_wrong"}, 0.0), scores
+
+
+def test_a_worker_imports_what_its_judge_will_then_freezes_it(tmp_path):
+    """Workers of a call-judged assignment import, before their first job, every module the
+    judge's cells import (the notebook's first setup cell, the test cells, hidden parts
+    included), and take those objects out of the garbage collector's walks."""
+    import subprocess
+    import sys
+
+    from autograder.grading import judge_preload
+    from autograder.judge import import_statements
+
+    lines = judge_preload(course(), "01_lora_basics")
+    assert "from peft import LoraConfig, get_peft_model" in lines  # the setup cell's, inside `with quiet():`
+    assert "import random as _random" in lines  # from a hidden test
+    assert "from tqdm.auto import tqdm" in lines
+    assert len(lines) == len(set(lines))
+    assert all(line.startswith(("import ", "from ")) for line in lines)
+    assert judge_preload(course(), "04_practice") == []  # judged from literals: nothing to import
+    assert import_statements(["def f():\n    from . import x\n    import json\n", "import json", "if ("]) == [
+        "import json"
+    ]
+
+    script = (
+        "import gc, json, sys\n"
+        "from autograder.worker import preload\n"
+        "preload(['import json', 'import no_such_module_here', 'from email import message'])\n"
+        "print(json.dumps([gc.get_freeze_count() > 1000, 'email.message' in sys.modules]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert json.loads(out.stdout) == [True, True]
