@@ -20,7 +20,7 @@ from . import sandbox
 from .course import Course, CourseError
 from .intake import IntakeError, copy_submission
 from .nbgrader_run import SubmissionGrade, clean_env, generate, read_grades, scratch_course
-from .pool import JobResult, run_jobs, start_workers
+from .pool import JobResult, Zygote, run_jobs, start_workers
 from .worker import PRELOAD
 
 REPORT_FILE = "autograder-report.json"
@@ -334,7 +334,8 @@ def grade(
         env = worker_env(settings.jobs)
         env[PRELOAD] = json.dumps(judge_preload(course, assignment))
         check = settings.check_reference and bool(gradeable)
-        workers = start_workers(min(settings.jobs, len(gradeable) + check), env, tmp_path)
+        zygote = Zygote(env, tmp_path / "zygote.log")
+        workers = start_workers(min(settings.jobs, len(gradeable) + check), env, tmp_path, zygote)
         try:
             # Register the current source (cells, points, hidden tests) in the real gradebook,
             # without touching the committed release/; meanwhile build the scratch template.
@@ -351,6 +352,7 @@ def grade(
         except BaseException:
             for worker in workers:
                 worker.stop(kill=True)
+            zygote.stop()
             raise
 
         def make_job(student: str, root: Path) -> dict:
@@ -396,18 +398,22 @@ def grade(
                 broken.append(problem)
                 stop.set()
 
-        run_jobs(
-            jobs,
-            make_job,
-            collect,
-            settings.jobs,
-            limit,
-            env,
-            tmp_path,
-            started=workers,
-            stop=stop,
-            disk_limit=settings.disk,
-        )
+        try:
+            run_jobs(
+                jobs,
+                make_job,
+                collect,
+                settings.jobs,
+                limit,
+                env,
+                tmp_path,
+                started=workers,
+                stop=stop,
+                disk_limit=settings.disk,
+                zygote=zygote,
+            )
+        finally:
+            zygote.stop()
         # Nothing reaches the gradebook unless the reference solution earned full marks here.
         if broken:
             raise GradingEnvironmentError(

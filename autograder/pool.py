@@ -3,6 +3,9 @@
 Every submission gets its own time limit: a worker that exceeds it, or dies, is killed with its
 sandboxed kernel and replaced, and only that submission is lost. Results come back through a
 private pipe, so nothing a student prints can pose as one.
+
+Workers are forked from a :class:`Zygote` that has imported nbgrader and the judge's modules (torch,
+transformers, PEFT: several seconds of CPU) once, instead of once per worker.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import queue
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .worker import RESULT
+from .worker import RESULT, ZYGOTE_FD
 
 
 @dataclass(frozen=True)
@@ -49,20 +53,125 @@ def disk_usage(root: Path, cap: int, max_files: int = 100_000) -> int:
     return total
 
 
-class Worker:
-    """One ``python -m autograder.worker`` process and the read end of its result pipe."""
+def _worker_command() -> list[str]:
+    # -P: the grader's working folder is not on the path, so nothing there shadows a module.
+    return [sys.executable, "-P", "-m", "autograder.worker"]
+
+
+class Zygote:
+    """A ``python -m autograder.worker`` that imports once and forks each worker on request."""
 
     def __init__(self, env: dict[str, str], log_path: Path):
-        read_fd, write_fd = os.pipe()
-        env = dict(env, AUTOGRADER_RESULT_FD=str(write_fd))
+        # SEQPACKET: each request stays one message, with its own descriptors.
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
-            # -P: the grader's working folder is not on the path, so nothing there shadows a module.
-            [sys.executable, "-P", "-m", "autograder.worker"],
+            _worker_command(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+            env=dict(env, **{ZYGOTE_FD: str(theirs.fileno())}),
+            pass_fds=(theirs.fileno(),),
+            start_new_session=True,
+        )
+        theirs.close()
+        self._control = ours
+        self._lock = threading.Lock()
+
+    def request(self, stdin_fd: int, log_fd: int, result_fd: int) -> socket.socket | None:
+        """Ask for a worker with these descriptors; at once, the socket its pid will arrive on
+        (once the zygote's imports are done; 0 if it cannot fork), or None if the zygote is gone."""
+        reply, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with self._lock:
+                socket.send_fds(self._control, [b"fork"], [stdin_fd, log_fd, result_fd, theirs.fileno()])
+        except OSError:
+            reply.close()
+            return None
+        finally:
+            theirs.close()
+        return reply
+
+    def stop(self) -> None:
+        """End the zygote (the workers it forked live on until their own stdin closes)."""
+        self._control.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+def _read_pid(reply: socket.socket, wait: float = 600.0) -> int:
+    """The pid a zygote answered on ``reply``; 0 when it could not fork, died or took too long."""
+    answer = b""
+    try:
+        reply.settimeout(wait)
+        while not answer.endswith(b"\n"):
+            chunk = reply.recv(64)
+            if not chunk:
+                return 0
+            answer += chunk
+        return int(answer)
+    except (OSError, ValueError):
+        return 0
+    finally:
+        reply.close()
+
+
+class _Forked:
+    """The parts of :class:`subprocess.Popen` a :class:`Worker` uses, for a worker the zygote forked
+    (not this process's child: its end is seen through a pidfd; its exit status is not known)."""
+
+    def __init__(self, pid: int, stdin_fd: int):
+        self.pid = pid
+        self.stdin = os.fdopen(stdin_fd, "wb")
+        self.returncode: int | None = None
+        try:
+            self._pidfd: int | None = os.pidfd_open(pid)
+        except ProcessLookupError:  # it has already ended
+            self._pidfd, self.returncode = None, -1
+
+    def poll(self) -> int | None:
+        if self.returncode is None and select.select([self._pidfd], [], [], 0)[0]:
+            self._ended()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            if not select.select([self._pidfd], [], [], timeout)[0]:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
+            self._ended()
+        return self.returncode
+
+    def _ended(self) -> None:
+        self.returncode = -1
+        os.close(self._pidfd)
+
+
+class Worker:
+    """One grading worker process and the read end of its result pipe.
+
+    With a :class:`Zygote`, the worker is requested from it at once and known by its pid when first
+    used; where the zygote cannot fork, it is started as ``python -m autograder.worker`` instead."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, zygote: Zygote | None = None):
+        self._env = env
+        self._log = open(log_path, "ab")
+        self.proc: subprocess.Popen | _Forked | None = None
+        self._pending = self._request(zygote) if zygote is not None else None
+        if self._pending is None:
+            self._start()
+
+    def _start(self) -> None:
+        read_fd, write_fd = os.pipe()
+        self.proc = subprocess.Popen(
+            _worker_command(),
             stdin=subprocess.PIPE,
             stdout=self._log,
             stderr=self._log,
-            env=env,
+            env=dict(self._env, AUTOGRADER_RESULT_FD=str(write_fd)),
             pass_fds=(write_fd,),
             start_new_session=True,
         )
@@ -70,9 +179,38 @@ class Worker:
         self._results = os.fdopen(read_fd, "rb")
         self._buffer = b""
 
+    def _request(self, zygote: Zygote) -> tuple[socket.socket, int, int] | None:
+        read_fd, write_fd = os.pipe()
+        stdin_read, stdin_write = os.pipe()
+        reply = zygote.request(stdin_read, self._log.fileno(), write_fd)
+        os.close(stdin_read)
+        os.close(write_fd)
+        if reply is None:
+            os.close(stdin_write)
+            os.close(read_fd)
+            return None
+        return reply, stdin_write, read_fd
+
+    def _ensure(self) -> None:
+        """Wait for the zygote's answer, once; start the worker afresh if it did not fork one."""
+        if self._pending is None:
+            return
+        reply, stdin_write, read_fd = self._pending
+        self._pending = None
+        pid = _read_pid(reply)
+        if not pid:
+            os.close(stdin_write)
+            os.close(read_fd)
+            self._start()
+            return
+        self.proc = _Forked(pid, stdin_write)
+        self._results = os.fdopen(read_fd, "rb")
+        self._buffer = b""
+
     def run(self, job: dict, limit: float, disk_limit: int | None = None) -> dict:
         """Send ``job``; its result, or ``{"ok": False, ...}`` after ``limit`` seconds, a crash, or more
         than ``disk_limit`` bytes (or files) written under the job's folder."""
+        self._ensure()
         try:
             self.proc.stdin.write((json.dumps(job) + "\n").encode())
             self.proc.stdin.flush()
@@ -96,10 +234,12 @@ class Worker:
                 chunk = os.read(self._results.fileno(), 65536)
                 if not chunk:
                     code = self.proc.wait()
-                    return {"ok": False, "error": f"the grading worker died (exit {code})", "crashed": True}
+                    why = f" (exit {code})" if code >= 0 else ""
+                    return {"ok": False, "error": f"the grading worker died{why}", "crashed": True}
                 self._buffer += chunk
 
     def stop(self, kill: bool = False) -> None:
+        self._ensure()
         if self.proc.poll() is None:
             if not kill:
                 try:
@@ -128,6 +268,7 @@ def run_jobs(
     started: list[Worker] | None = None,
     stop: threading.Event | None = None,
     disk_limit: int | None = None,
+    zygote: Zygote | None = None,
 ) -> list[JobResult]:
     """Grade ``jobs`` (student, scratch root) on ``workers`` processes; ``on_result`` runs serially.
 
@@ -135,6 +276,7 @@ def run_jobs(
     ``stop``: once set, no further job is started (those running finish).
     ``disk_limit``: bytes a job may write under its folder (the kernel's working folder, /tmp and
     /dev/shm live there); a job past it is killed with its sandbox.
+    ``zygote``: where new workers are forked from (else each starts afresh).
     """
     spare = list(started or [])
     todo: queue.Queue = queue.Queue()
@@ -153,7 +295,7 @@ def run_jobs(
                 except queue.Empty:
                     return
                 if worker is None:
-                    worker = Worker(env, log_dir / f"worker-{number}.log")
+                    worker = Worker(env, log_dir / f"worker-{number}.log", zygote)
                 start = time.monotonic()
                 answer = worker.run(make_job(student, root), limit, disk_limit)
                 if answer.get("timed_out") or answer.get("crashed"):
@@ -184,6 +326,6 @@ def run_jobs(
     return results
 
 
-def start_workers(count: int, env: dict[str, str], log_dir: Path) -> list[Worker]:
+def start_workers(count: int, env: dict[str, str], log_dir: Path, zygote: Zygote | None = None) -> list[Worker]:
     """Launch ``count`` workers now, so their imports overlap with the caller's preparations."""
-    return [Worker(env, log_dir / f"worker-early-{n}.log") for n in range(count)]
+    return [Worker(env, log_dir / f"worker-early-{n}.log", zygote) for n in range(count)]

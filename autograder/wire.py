@@ -50,6 +50,8 @@ _NP_SCALARS = {
     )
 }
 _ARRAY_KINDS = "biufU"
+# The torch dtypes a tensor may say it had: a name outside this table is never looked up.
+_TORCH_DTYPES = ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16", "float32", "float64")
 
 
 class WireError(ValueError):
@@ -187,9 +189,8 @@ def decode(data: Any, depth: int = 0, ref: Callable[[dict], Any] | None = None) 
         import torch
 
         tensor = torch.from_numpy(array.copy())
-        dtype = getattr(torch, str(data.get("dtype")), None)
-        if isinstance(dtype, torch.dtype):
-            tensor = tensor.to(dtype)
+        if data.get("dtype") in _TORCH_DTYPES:
+            tensor = tensor.to(getattr(torch, data["dtype"]))
         if data.get("parameter") is True:
             return torch.nn.Parameter(tensor, requires_grad=data.get("requires_grad") is True)
         return tensor.requires_grad_(data.get("requires_grad") is True and tensor.is_floating_point())

@@ -14,10 +14,13 @@ import gc
 import json
 import logging
 import os
+import signal
+import socket
 import sys
 import traceback
 
 RESULT = "AUTOGRADER-RESULT "
+ZYGOTE_FD = "AUTOGRADER_ZYGOTE_FD"  # set: this process forks the workers (see zygote)
 PRELOAD = "AUTOGRADER_PRELOAD"  # the judge's import lines (JSON list), from the instructor's notebook
 
 
@@ -93,14 +96,8 @@ def _log_cause(root: str, fallback: str) -> str:
     return _cause("\n".join(lines[-60:])) if lines else fallback
 
 
-def main() -> int:
-    os.environ.pop("NBGRADER_EXECUTION", None)
-    # Results go to a private pipe, never to stdout, which anything might write to.
-    out = os.fdopen(int(os.environ.pop("AUTOGRADER_RESULT_FD", "1")), "w")
-    import nbgrader.converters  # noqa: F401 -- the slow import, done before the first job arrives
-
-    preload(json.loads(os.environ.pop(PRELOAD, "[]")))
-
+def serve(out) -> int:
+    """Grade the jobs read from stdin, one result line each on ``out``, until stdin ends."""
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -116,6 +113,75 @@ def main() -> int:
         out.write(RESULT + json.dumps(result) + "\n")
         out.flush()
     return 0
+
+
+def _single_threaded() -> bool:
+    # fork() copies only the calling thread: a lock another thread held would stay locked forever.
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+def zygote(control: socket.socket) -> int:
+    """Import once, then fork each worker from this process on request (:class:`autograder.pool.Zygote`).
+
+    A request is one message carrying four file descriptors: the new worker's stdin, its log, its
+    result pipe, and a socket for the answer: the worker's pid, or 0 when this process cannot fork
+    safely (the pool then starts that worker the ordinary way). Workers are reaped by the kernel
+    (SIGCHLD is ignored here); each runs in a session of its own, as a directly started one does.
+    """
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(control, 16, 4)
+        except OSError:
+            return 0
+        if not message:
+            return 0
+        if len(fds) != 4:
+            for fd in fds:
+                os.close(fd)
+            continue
+        stdin_fd, log_fd, result_fd, reply_fd = fds
+        forking = _single_threaded()
+        pid = os.fork() if forking else 0
+        if forking and pid == 0:  # the worker
+            code = 1
+            try:
+                control.close()
+                os.close(reply_fd)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                os.setsid()
+                for target, fd in ((0, stdin_fd), (1, log_fd), (2, log_fd)):
+                    os.dup2(fd, target)
+                os.close(stdin_fd)
+                os.close(log_fd)
+                sys.stdin = open(0, encoding="utf-8", closefd=False)
+                sys.stdout = open(1, "w", encoding="utf-8", buffering=1, closefd=False)
+                sys.stderr = open(2, "w", encoding="utf-8", buffering=1, closefd=False)
+                code = serve(os.fdopen(result_fd, "w"))
+            finally:
+                os._exit(code)
+        try:
+            os.write(reply_fd, f"{pid}\n".encode())
+        except OSError:
+            pass
+        for fd in fds:
+            os.close(fd)
+
+
+def main() -> int:
+    os.environ.pop("NBGRADER_EXECUTION", None)
+    control = os.environ.pop(ZYGOTE_FD, None)
+    # Results go to a private pipe, never to stdout, which anything might write to.
+    out = None if control else os.fdopen(int(os.environ.pop("AUTOGRADER_RESULT_FD", "1")), "w")
+    import nbgrader.converters  # noqa: F401 -- the slow import, done before the first job arrives
+
+    preload(json.loads(os.environ.pop(PRELOAD, "[]")))
+    if control:
+        return zygote(socket.socket(fileno=int(control)))
+    return serve(out)
 
 
 if __name__ == "__main__":

@@ -121,3 +121,17 @@ def test_a_handle_crosses_only_where_the_reader_expects_one():
         wire.loads(text)  # a reader that expects no handles refuses one
     with pytest.raises(wire.WireError):
         wire.loads('{"$": "ref", "id": "3"}', ref=lambda tag: tag)  # a handle is a number, nothing else
+
+
+def test_a_tensor_dtype_is_read_from_a_fixed_table_never_looked_up(monkeypatch):
+    """The kernel names a tensor's dtype; only names in the table are resolved, so a name such as
+    a torch submodule's never reaches ``getattr(torch, ...)`` (which would import it)."""
+    looked_up = []
+    monkeypatch.setattr(torch, "__getattr__", lambda name: looked_up.append(name), raising=False)
+    npy = json.loads(wire.dumps(torch.ones(2)))["npy"]
+    for name in ("no_such_dtype", "_dynamo", "nn"):
+        tensor = wire.loads(json.dumps({"$": "tensor", "dtype": name, "requires_grad": False, "npy": npy}))
+        assert type(tensor) is torch.Tensor and tensor.dtype == torch.float32
+    assert looked_up == []
+    back = wire.loads(wire.dumps(torch.ones(2, dtype=torch.bfloat16)))
+    assert back.dtype == torch.bfloat16

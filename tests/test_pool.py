@@ -1,0 +1,73 @@
+"""The worker pool's zygote: workers forked from one process that imported once, and a plain
+start wherever it cannot fork safely."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+
+from autograder.grading import worker_env
+from autograder.pool import Worker, Zygote, _Forked
+from autograder.worker import PRELOAD
+
+# A job the worker can only fail: its answer proves the worker's loop runs.
+BAD_JOB = {"root": "/nonexistent-course", "assignment": "a", "student": "s"}
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def _zygote(tmp_path, preload: list[str]) -> Zygote:
+    return Zygote(dict(worker_env(2), **{PRELOAD: json.dumps(preload)}), tmp_path / "zygote.log")
+
+
+def test_workers_are_forked_from_the_zygote_each_in_a_session_of_its_own(tmp_path):
+    zygote = _zygote(tmp_path, ["import email.message"])
+    workers = [Worker({}, tmp_path / f"w{i}.log", zygote) for i in range(2)]
+    try:
+        for worker in workers:
+            answer = worker.run(BAD_JOB, limit=120)
+            assert answer["ok"] is False and "nbgrader_config.py" in answer["error"]
+            assert type(worker.proc) is _Forked
+            assert _parent(worker.proc.pid) == zygote.proc.pid
+            assert os.getpgid(worker.proc.pid) == worker.proc.pid  # killpg reaches its sandbox
+        os.killpg(workers[1].proc.pid, signal.SIGKILL)
+        assert workers[1].run(BAD_JOB, limit=60) == {
+            "ok": False,
+            "error": "the grading worker died",
+            "crashed": True,
+        }
+        workers[0].stop()
+        assert workers[0].proc.returncode is not None  # it saw its stdin close and ended
+    finally:
+        for worker in workers:
+            worker.stop(kill=True)
+        zygote.stop()
+
+
+def test_a_zygote_that_cannot_fork_safely_gives_a_plainly_started_worker(tmp_path):
+    # fork() would copy only one of its two threads: it refuses, and the worker starts afresh.
+    zygote = _zygote(tmp_path, ["import threading, time; threading.Thread(target=time.sleep, args=(600,)).start()"])
+    worker = Worker({}, tmp_path / "w.log", zygote)
+    try:
+        assert worker.run(BAD_JOB, limit=120)["ok"] is False
+        assert type(worker.proc) is subprocess.Popen
+    finally:
+        worker.stop(kill=True)
+        zygote.proc.kill()
+        zygote.stop()
+
+    gone = _zygote(tmp_path, [])
+    gone.proc.kill()
+    gone.proc.wait()
+    worker = Worker({}, tmp_path / "w2.log", gone)
+    try:
+        assert worker.run(BAD_JOB, limit=120)["ok"] is False
+        assert type(worker.proc) is subprocess.Popen
+    finally:
+        worker.stop(kill=True)
+        gone.stop()
