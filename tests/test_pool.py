@@ -51,23 +51,19 @@ def test_workers_are_forked_from_the_zygote_each_in_a_session_of_its_own(tmp_pat
 
 def test_a_zygote_that_cannot_fork_safely_gives_a_plainly_started_worker(tmp_path):
     # fork() would copy only one of its two threads: it refuses, and the worker starts afresh.
-    zygote = _zygote(tmp_path, ["import threading, time; threading.Thread(target=time.sleep, args=(600,)).start()"])
-    worker = Worker({}, tmp_path / "w.log", zygote)
-    try:
-        assert worker.run(BAD_JOB, limit=120)["ok"] is False
-        assert type(worker.proc) is subprocess.Popen
-    finally:
-        worker.stop(kill=True)
-        zygote.proc.kill()
-        zygote.stop()
-
+    threaded = _zygote(tmp_path, ["import threading, time; threading.Thread(target=time.sleep, args=(600,)).start()"])
     gone = _zygote(tmp_path, [])
     gone.proc.kill()
     gone.proc.wait()
-    worker = Worker({}, tmp_path / "w2.log", gone)
     try:
-        assert worker.run(BAD_JOB, limit=120)["ok"] is False
-        assert type(worker.proc) is subprocess.Popen
+        for zygote in (threaded, gone):
+            worker = Worker({}, tmp_path / f"w{zygote.proc.pid}.log", zygote)
+            try:
+                assert worker.run(BAD_JOB, limit=120)["ok"] is False
+                assert type(worker.proc) is subprocess.Popen
+            finally:
+                worker.stop(kill=True)
     finally:
-        worker.stop(kill=True)
-        gone.stop()
+        for zygote in (threaded, gone):
+            zygote.proc.kill()
+            zygote.stop()
