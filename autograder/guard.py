@@ -589,6 +589,11 @@ class GuardedExecute(Execute):
         if not is_test_cell(cell):
             return self._run(cell, resources, index)
         grade_id = cell.metadata["nbgrader"].get("grade_id", f"cell {index}")
+        if self._judge is not None:
+            # Judged, the test never enters the kernel: a probe before it would guard nothing. The
+            # probe after it still compares the kernel with its first state, so tampering done
+            # earlier is flagged all the same; the verdict rests on the data, not on the probes.
+            return self._judged(cell, grade_id, resources)
         before = self._probe()
         if before is None:
             return self._flag(
@@ -598,8 +603,6 @@ class GuardedExecute(Execute):
         if reasons:
             # The hidden test is never sent to a kernel that has been tampered with.
             return self._flag(cell, grade_id, reasons, resources)
-        if self._judge is not None:
-            return self._judged(cell, grade_id, resources)
         original = cell.source
         self._token, self._token_seen = f"autograder-end-{secrets.token_hex(16)}", False
         # The trailing ';' keeps the write's return value from becoming an execute_result, which

@@ -2,18 +2,20 @@
 
 One format, owned here, for the calls the judge sends and the answers the kernel returns: JSON
 with a fixed table of tags for what JSON lacks (tuples, sets, dicts with other keys, special
-floats, NumPy scalars, arrays and tensors). Arrays travel as ``.npy`` bytes and are loaded with
-``allow_pickle=False``; nothing is unpickled, imported or evaluated, and a tag outside the table
-is an error, never a lookup. What the student's objects cannot be reduced to arrives as an
+floats, NumPy scalars, arrays and tensors). An array travels as its raw bytes (base64) beside its
+dtype, read from a fixed table, and its shape, and is rebuilt with ``np.frombuffer``: no header is
+parsed, nothing is unpickled, imported or evaluated, and a tag outside the table is an error, never
+a lookup. What the student's objects cannot be reduced to arrives as an
 :class:`Opaque` that names the type and nothing more.
 """
 
 from __future__ import annotations
 
 import base64
-import io
+import binascii
 import json
 import math
+import re
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -50,6 +52,11 @@ _NP_SCALARS = {
     )
 }
 _ARRAY_KINDS = "biufU"
+# An array's dtype as NumPy spells it in native byte order ("<f4", "|b1"): numbers and booleans from
+# this table, strings as "<U" and a length; nothing else is ever handed to np.dtype.
+_ARRAY_DTYPES = frozenset(np.dtype(_NP_SCALARS[name]).str for name in _NP_SCALARS if name != "str_")
+_STRING_DTYPE = re.compile(re.escape(np.dtype("U1").str[0]) + r"U[1-9][0-9]{0,5}")
+MAX_NDIM = 32
 # The torch dtypes a tensor may say it had: a name outside this table is never looked up.
 _TORCH_DTYPES = ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16", "float32", "float64")
 
@@ -70,10 +77,15 @@ class Opaque:
         return f"<a {self.type_name} object>"
 
 
-def _npy(array: np.ndarray) -> str:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+def _raw(array: np.ndarray) -> dict:
+    """An array's fields on the wire: native-order dtype, shape and C-order bytes."""
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    return {
+        "dtype": array.dtype.str,
+        "shape": list(array.shape),
+        "raw": base64.b64encode(array.tobytes()).decode("ascii"),
+    }
 
 
 def _type_name(value: object) -> str:
@@ -102,7 +114,7 @@ def encode(value: Any, depth: int = 0, ref: Callable[[Any], dict] | None = None)
     if t is np.ndarray:
         if value.dtype.kind not in _ARRAY_KINDS:
             return {"$": "opaque", "type": f"numpy array of {value.dtype}"}
-        return {"$": "ndarray", "npy": _npy(value)}
+        return {"$": "ndarray", **_raw(value)}
     for name, scalar in _NP_SCALARS.items():
         if t is scalar:
             return {"$": "np", "dtype": name, "v": encode(value.item(), depth + 1)}
@@ -114,10 +126,10 @@ def encode(value: Any, depth: int = 0, ref: Callable[[Any], dict] | None = None)
             array = array.float()
         return {
             "$": "tensor",
-            "dtype": dtype,
+            "torch_dtype": dtype,
             "requires_grad": bool(value.requires_grad),
             "parameter": t is torch.nn.Parameter,
-            "npy": _npy(array.numpy()),
+            **_raw(array.numpy()),
         }
     if ref is not None:
         return ref(value)
@@ -130,14 +142,23 @@ def _torch():
     return sys.modules.get("torch")
 
 
-def _load_npy(text: str) -> np.ndarray:
+def _array(data: dict) -> np.ndarray:
+    """The array in an ``ndarray`` or ``tensor`` tag, checked field by field (``WireError`` otherwise)."""
+    dtype, shape, raw = data.get("dtype"), data.get("shape"), data.get("raw")
+    if type(dtype) is not str or not (dtype in _ARRAY_DTYPES or _STRING_DTYPE.fullmatch(dtype)):
+        raise WireError(f"an array of dtype {str(dtype)[:20]!r}, not numbers or strings")
+    if type(shape) is not list or len(shape) > MAX_NDIM or any(type(n) is not int or n < 0 for n in shape):
+        raise WireError("an array shape that is not a short list of sizes")
+    if type(raw) is not str:
+        raise WireError("an array without its bytes")
     try:
-        array = np.load(io.BytesIO(base64.b64decode(text, validate=True)), allow_pickle=False)
-    except Exception as exc:  # any malformed array is a bad message, nothing more
-        raise WireError(f"not an .npy array ({type(exc).__name__})") from None
-    if type(array) is not np.ndarray or array.dtype.kind not in _ARRAY_KINDS:
-        raise WireError("an array of something other than numbers or strings")
-    return array
+        buffer = base64.b64decode(raw, validate=True)
+    except (ValueError, binascii.Error):
+        raise WireError("an array whose bytes are not base64") from None
+    kind = np.dtype(dtype)
+    if len(buffer) != math.prod(shape) * kind.itemsize:
+        raise WireError("an array whose bytes do not match its shape")
+    return np.frombuffer(buffer, dtype=kind).reshape(shape).copy()
 
 
 def decode(data: Any, depth: int = 0, ref: Callable[[dict], Any] | None = None) -> Any:
@@ -182,15 +203,17 @@ def decode(data: Any, depth: int = 0, ref: Callable[[dict], Any] | None = None) 
         if type(value) not in (bool, int, float, str):
             raise WireError("a NumPy scalar that holds no plain value")
         return _NP_SCALARS[data["dtype"]](value)
-    if tag == "ndarray" and type(data.get("npy")) is str:
-        return _load_npy(data["npy"])
-    if tag == "tensor" and type(data.get("npy")) is str:
-        array = _load_npy(data["npy"])
+    if tag == "ndarray":
+        return _array(data)
+    if tag == "tensor":
+        array = _array(data)
+        if array.dtype.kind not in "biuf":
+            raise WireError("a tensor of strings")
         import torch
 
-        tensor = torch.from_numpy(array.copy())
-        if data.get("dtype") in _TORCH_DTYPES:
-            tensor = tensor.to(getattr(torch, data["dtype"]))
+        tensor = torch.from_numpy(array)
+        if data.get("torch_dtype") in _TORCH_DTYPES:
+            tensor = tensor.to(getattr(torch, data["torch_dtype"]))
         if data.get("parameter") is True:
             return torch.nn.Parameter(tensor, requires_grad=data.get("requires_grad") is True)
         return tensor.requires_grad_(data.get("requires_grad") is True and tensor.is_floating_point())

@@ -52,24 +52,28 @@ def test_watched_modules_follow_the_test_cells_imports():
     assert {"builtins", "math", "numpy", "autograder.compare"} <= set(found)
 
 
+# A probe's report of a pristine kernel, as tiny as the format allows.
+PRISTINE = {
+    "trace": [True] * 4,
+    "modules": {"math": [1, {"isclose": 2}]},
+    "sys": {"displayhook": 3},
+    "import_hooks": [4],
+    "shell": {
+        "id": 1,
+        "cleanup": [],
+        "post": [],
+        "ast": [],
+        "manager": 5,
+        "events": {"pre_run_cell": []},
+        "methods": {"run_cell": [False, 7]},
+        "kernel": {},
+    },
+    "shadows": [],
+}
+
+
 def test_differences_name_each_kind_of_change():
-    base = {
-        "trace": [True] * 4,
-        "modules": {"math": [1, {"isclose": 2}]},
-        "sys": {"displayhook": 3},
-        "import_hooks": [4],
-        "shell": {
-            "id": 1,
-            "cleanup": [],
-            "post": [],
-            "ast": [],
-            "manager": 5,
-            "events": {"pre_run_cell": []},
-            "methods": {"run_cell": [False, 7]},
-            "kernel": {},
-        },
-        "shadows": [],
-    }
+    base = PRISTINE
     same = {**base}
     assert differences(base, same) == []
     changed = {
@@ -139,3 +143,26 @@ def test_the_kernel_cannot_see_the_notebook_or_its_folder(tmp_path):
     assert _errors(nb.cells[0]) == []
     assert _errors(nb.cells[1]) == []
     assert report["tampered"] == {}
+
+
+def test_a_judged_test_is_probed_once_after_the_judge_not_before(monkeypatch):
+    """Judged, the test never enters the kernel, so nothing is guarded by probing before it; the probe
+    after it still compares the kernel with its first state, so earlier tampering is flagged."""
+    calls: list[str] = []
+    states = iter([PRISTINE, {**PRISTINE, "sys": {"displayhook": 8}}])
+
+    class Judge:
+        def verdict(self, source, cell):
+            calls.append(f"judge {cell}")
+            return None
+
+    ex = GuardedExecute(timeout=60, sandbox=False)
+    ex._baseline, ex._dead, ex._judge, ex._serving = PRISTINE, None, Judge(), None
+    ex._judged_tests, ex._cells, ex._events = {"t1": "pass", "t2": "pass"}, {}, []
+    monkeypatch.setattr(ex, "_probe", lambda: calls.append("probe") or next(states))
+    first, _ = ex.preprocess_cell(_test_cell("assert True", "t1"), {}, 0)
+    second, _ = ex.preprocess_cell(_test_cell("assert True", "t2"), {}, 1)
+    assert calls == ["judge t1", "probe", "judge t2", "probe"]
+    assert _errors(first) == []
+    assert _errors(second)[-1].startswith("AutograderTamperError") and "sys.displayhook" in _errors(second)[-1]
+    assert list(ex._cells) == ["t2"]

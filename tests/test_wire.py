@@ -77,7 +77,16 @@ def test_subclasses_and_objects_cross_only_as_their_type_name():
         json.dumps({"$": "numpy.core.multiarray._reconstruct"}),  # no tag is ever looked up by name
         json.dumps({"$": "np", "dtype": "object_", "v": 1}),
         json.dumps({"$": "np", "dtype": "int64", "v": [1]}),
-        json.dumps({"$": "ndarray", "npy": "not base64!"}),
+        json.dumps({"$": "ndarray", "dtype": "<f4", "shape": [1], "raw": "not base64!"}),
+        json.dumps({"$": "ndarray", "dtype": "<f4", "shape": [2], "raw": "AAAAAA=="}),  # 4 bytes, not 8
+        json.dumps({"$": "ndarray", "dtype": "<f4", "shape": [-1, -1], "raw": "AAAAAA=="}),  # 1 element?
+        json.dumps({"$": "ndarray", "dtype": "<f4", "shape": "1", "raw": "AAAAAA=="}),
+        json.dumps({"$": "ndarray", "dtype": "<f4", "shape": [1] * 33, "raw": "AAAAAA=="}),
+        json.dumps({"$": "ndarray", "dtype": "<V4", "shape": [1], "raw": "AAAAAA=="}),
+        json.dumps({"$": "ndarray", "dtype": "<U0", "shape": [1], "raw": ""}),
+        json.dumps({"$": "ndarray", "dtype": "numpy.float32", "shape": [1], "raw": "AAAAAA=="}),
+        json.dumps({"$": "tensor", "dtype": "float32", "shape": [1], "raw": "AAAAAA=="}),  # no array dtype
+        json.dumps({"$": "tensor", "dtype": "<U1", "shape": [1], "raw": "AAAAAA=="}),
         json.dumps({"$": "set", "v": [[1]]}),
         json.dumps({"$": "dict", "v": [[1, 2, 3]]}),
         json.dumps({"plain": "dicts are tagged"}),
@@ -90,15 +99,33 @@ def test_malformed_or_unknown_messages_are_refused(text):
         wire.loads(text)
 
 
-def test_a_pickled_array_is_refused():
+def test_an_object_array_is_refused_whatever_its_bytes():
     import base64
-    import io
+    import pickle
 
-    buffer = io.BytesIO()
-    np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    text = json.dumps({"$": "ndarray", "npy": base64.b64encode(buffer.getvalue()).decode()})
-    with pytest.raises(wire.WireError):
-        wire.loads(text)
+    raw = base64.b64encode(pickle.dumps([{"a": 1}])).decode()
+    for dtype in ("|O", "<O", "O", "object"):
+        with pytest.raises(wire.WireError, match="not numbers or strings"):
+            wire.loads(json.dumps({"$": "ndarray", "dtype": dtype, "shape": [1], "raw": raw}))
+
+
+def test_arrays_cross_as_raw_bytes_in_every_shape_order_and_dtype():
+    cases = [
+        np.arange(12, dtype=np.float32).reshape(3, 4).T,  # not contiguous
+        np.arange(6, dtype=">i4").reshape(2, 3),  # big-endian: arrives in native order
+        np.zeros((0, 5), dtype=np.float64),
+        np.array(3.5),
+        np.array(["a", "bcd", ""]),
+        np.array([[True, False]]),
+        np.arange(5, dtype=np.uint16),
+    ]
+    for array in cases:
+        got = wire.loads(wire.dumps(array))
+        assert type(got) is np.ndarray and got.shape == array.shape and got.dtype.isnative
+        assert got.dtype == array.dtype.newbyteorder("=") and (got == array).all()
+        assert got.flags.writeable and got.flags.c_contiguous
+    sent = json.loads(wire.dumps(np.ones((2, 3), dtype=np.float32)))
+    assert set(sent) == {"$", "dtype", "shape", "raw"} and sent["dtype"] == np.dtype(np.float32).str
 
 
 def test_size_is_capped(monkeypatch):
@@ -128,9 +155,9 @@ def test_a_tensor_dtype_is_read_from_a_fixed_table_never_looked_up(monkeypatch):
     a torch submodule's never reaches ``getattr(torch, ...)`` (which would import it)."""
     looked_up = []
     monkeypatch.setattr(torch, "__getattr__", lambda name: looked_up.append(name), raising=False)
-    npy = json.loads(wire.dumps(torch.ones(2)))["npy"]
+    sent = json.loads(wire.dumps(torch.ones(2)))
     for name in ("no_such_dtype", "_dynamo", "nn"):
-        tensor = wire.loads(json.dumps({"$": "tensor", "dtype": name, "requires_grad": False, "npy": npy}))
+        tensor = wire.loads(json.dumps({**sent, "torch_dtype": name, "requires_grad": False}))
         assert type(tensor) is torch.Tensor and tensor.dtype == torch.float32
     assert looked_up == []
     back = wire.loads(wire.dumps(torch.ones(2, dtype=torch.bfloat16)))
