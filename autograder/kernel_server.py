@@ -49,8 +49,14 @@ class _Unpickler(pickle.Unpickler):
     def __init__(self, file: io.BytesIO, namespace: dict) -> None:
         super().__init__(file)
         self.namespace = namespace
+        self.tensors: dict[int, Any] = {}
 
     def persistent_load(self, pid: Any) -> Any:
+        if pid[0] == "tensor":  # ("tensor", number, wire data, or None when sent before)
+            _, number, data = pid
+            if data is not None:
+                self.tensors[number] = wire.decode(data)
+            return self.tensors[number]
         kind, key = pid
         if kind == "ref":
             return _objects[key]

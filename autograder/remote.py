@@ -17,6 +17,7 @@ import base64
 import io
 import json
 import secrets
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -126,13 +127,41 @@ class Channel:
 
 
 class _Pickler(cloudpickle.Pickler):
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file)
+        self._tensors: dict[int, int] = {}  # id(tensor) -> its number in this pickle
+
     def persistent_id(self, obj: Any) -> Any:
-        if type(obj) is Remote:
+        kind = type(obj)
+        if kind is Remote:
             return ("ref", obj._target["handle"]) if "handle" in obj._target else ("name", obj._target["name"])
+        if _plain_tensor(obj):
+            # A tensor or parameter (a module's, too) as wire data: about a tenth of the cost of
+            # torch's own pickling on both sides. Sent once per pickle, so a tied weight stays tied.
+            key = id(obj)
+            if key in self._tensors:
+                return ("tensor", self._tensors[key], None)
+            self._tensors[key] = len(self._tensors)
+            return ("tensor", self._tensors[key], wire.encode(obj))
         build = getattr(obj, "_autograder_build", None) if hasattr(obj, "__dict__") else None
         if type(build) is str:
             return ("build", build)
         return None
+
+
+def _plain_tensor(obj: Any) -> bool:
+    """An exact CPU ``Tensor`` or ``Parameter`` that wire data rebuilds whole: a dense leaf of a
+    dtype in the wire's table, with no attributes of its own."""
+    torch = sys.modules.get("torch")
+    if torch is None or type(obj) not in (torch.Tensor, torch.nn.Parameter):
+        return False
+    return (
+        obj.layout == torch.strided
+        and obj.device.type == "cpu"
+        and str(obj.dtype).removeprefix("torch.") in wire.TORCH_DTYPES
+        and (obj.is_leaf or not obj.requires_grad)
+        and not obj.__dict__
+    )
 
 
 class Remote:

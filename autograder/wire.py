@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FRAME", "MAX_BYTES", "MAX_FRAME", "Opaque", "WireError", "decode", "dumps", "encode", "frame", "loads"]
+__all__ = ["FRAME", "MAX_BYTES", "MAX_FRAME", "TORCH_DTYPES", "Opaque", "WireError", "decode", "dumps", "encode", "frame", "loads"]
 
 MAX_BYTES = 64 * 2**20  # one message, as JSON text
 MAX_DEPTH = 64
@@ -58,7 +58,7 @@ _ARRAY_DTYPES = frozenset(np.dtype(_NP_SCALARS[name]).str for name in _NP_SCALAR
 _STRING_DTYPE = re.compile(re.escape(np.dtype("U1").str[0]) + r"U[1-9][0-9]{0,5}")
 MAX_NDIM = 32
 # The torch dtypes a tensor may say it had: a name outside this table is never looked up.
-_TORCH_DTYPES = ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16", "float32", "float64")
+TORCH_DTYPES = ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16", "float32", "float64")
 
 
 class WireError(ValueError):
@@ -212,7 +212,7 @@ def decode(data: Any, depth: int = 0, ref: Callable[[dict], Any] | None = None) 
         import torch
 
         tensor = torch.from_numpy(array)
-        if data.get("torch_dtype") in _TORCH_DTYPES:
+        if data.get("torch_dtype") in TORCH_DTYPES:
             tensor = tensor.to(getattr(torch, data["torch_dtype"]))
         if data.get("parameter") is True:
             return torch.nn.Parameter(tensor, requires_grad=data.get("requires_grad") is True)

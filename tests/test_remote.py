@@ -124,3 +124,46 @@ def test_a_tensor_subclass_crosses_as_a_handle_and_reduces_to_its_values(kernel)
     from autograder.compare import as_array
 
     assert as_array(value).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_tensors_reach_the_kernel_as_wire_data_whole_and_tied(kernel):
+    namespace, channel = kernel
+    received = {}
+
+    def keep(*args, **kwargs):
+        received["args"], received["kwargs"] = args, kwargs
+        return None
+
+    namespace["keep"] = keep
+    shared, other = nn.Linear(3, 3), nn.Linear(3, 3)
+    other.weight = shared.weight  # a tied weight: one parameter in two layers
+    model = nn.Sequential(shared, nn.ReLU(), other)
+    model.register_buffer("steps", torch.tensor([7]))
+    grad_leaf = torch.randn(2, 2, requires_grad=True)
+    frozen = nn.Parameter(torch.randn(4), requires_grad=False)
+    half = torch.randn(3).to(torch.bfloat16)
+    view = torch.arange(10.0)[2:8:2]  # not contiguous, offset into its storage
+    payload = channel.pickle((model, grad_leaf, frozen, half, view), {"k": torch.zeros(0, 3, dtype=torch.int64)})
+    assert b"_rebuild" not in __import__("base64").b64decode(payload)  # never torch's own pickling
+    Remote(channel, {"name": "keep"})(model, grad_leaf, frozen, half, view, k=torch.zeros(0, 3, dtype=torch.int64))
+    (m, g, f, h, v), kwargs = received["args"], received["kwargs"]
+    assert m[0] is not m[2] and m[0].weight is m[2].weight and type(m[0].weight) is nn.Parameter
+    assert torch.equal(m[2].bias, other.bias)
+    assert torch.equal(m[0].weight, shared.weight) and m[0].weight.requires_grad and m.steps.tolist() == [7]
+    assert type(g) is torch.Tensor and g.requires_grad and g.is_leaf and torch.equal(g, grad_leaf)
+    assert type(f) is nn.Parameter and not f.requires_grad and torch.equal(f, frozen)
+    assert h.dtype == torch.bfloat16 and torch.equal(h, half)
+    assert v.tolist() == [2.0, 4.0, 6.0] and v.is_contiguous()
+    assert kwargs["k"].dtype == torch.int64 and tuple(kwargs["k"].shape) == (0, 3)
+    v.add_(1)
+    assert view.tolist() == [2.0, 4.0, 6.0]  # the kernel holds copies
+    m[0].weight.data.zero_()
+    assert shared.weight.abs().sum() > 0
+    # What wire data cannot carry whole still travels, by torch's own pickling.
+    nonleaf = torch.randn(2, requires_grad=True) * 2
+    odd = torch.ones(2, dtype=torch.complex64)
+    tagged = torch.ones(2)
+    tagged.note = "kept"
+    Remote(channel, {"name": "keep"})(nonleaf.detach(), odd, tagged)
+    got = received["args"]
+    assert got[1].dtype == torch.complex64 and got[2].note == "kept"
