@@ -8,7 +8,8 @@ strings, containers, arrays and tensors as fresh copies) or another :class:`Remo
 kernel sends is unpickled, imported or evaluated here.
 
 Arguments go the other way pickled (cloudpickle, so a test's own small ``nn.Module`` classes travel
-too): the kernel receives copies, and nothing it does to them can move the judge's own values.
+too; the tensors inside as wire data): the kernel receives copies, and nothing it does to them can
+move the judge's own values.
 """
 
 from __future__ import annotations
