@@ -22,7 +22,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FRAME", "MAX_BYTES", "MAX_FRAME", "TORCH_DTYPES", "Opaque", "WireError", "decode", "dumps", "encode", "frame", "loads"]
+__all__ = [
+    "FRAME",
+    "MAX_BYTES",
+    "MAX_FRAME",
+    "TORCH_DTYPES",
+    "Opaque",
+    "WireError",
+    "decode",
+    "dumps",
+    "encode",
+    "frame",
+    "loads",
+]
 
 MAX_BYTES = 64 * 2**20  # one message, as JSON text
 MAX_DEPTH = 64
