@@ -139,20 +139,20 @@ def sandbox_setting(requested: bool, required: bool = True) -> bool:
     return False
 
 
-def _course_config(course: Course):
+def course_config(course: Course):
     from traitlets.config import PyFileConfigLoader
 
     return PyFileConfigLoader("nbgrader_config.py", path=str(course.root)).load_config()
 
 
 def _cell_timeout(course: Course) -> int:
-    return int(_course_config(course).Execute.get("timeout", 30) or 30)
+    return int(course_config(course).Execute.get("timeout", 30) or 30)
 
 
 def judge_preload(course: Course, assignment: str) -> list[str]:
     """The import lines a worker runs before its first job when ``assignment`` is judged by calls
     (``c.GuardedExecute.call_judged``): those of the cells its judge runs, from the source notebooks."""
-    if assignment not in _course_config(course).GuardedExecute.get("call_judged", []):
+    if assignment not in course_config(course).GuardedExecute.get("call_judged", []):
         return []
     from .judge import import_statements, judge_sources
 

@@ -39,7 +39,7 @@ from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
-from traitlets import Bool, Dict, Integer, List, Unicode
+from traitlets import Any, Bool, Dict, Integer, List, Unicode
 
 from . import wire
 from .notebook import cell_id
@@ -309,6 +309,9 @@ class GuardedExecute(Execute):
         "the student's cells, never run) uses one of these modules fails its tests with that message "
         "(see autograder.shortcuts; its REFUSED table is the default)",
     ).tag(config=True)
+    # Not configuration: the judge's test sources handed in directly (see autograder.judge.TestSources);
+    # None reads them from the gradebook, as nbgrader's pipeline registered them.
+    sources = Any(None, allow_none=True)
     data_ignore = List(["*.ipynb", "timestamp.txt", "submission_secret.txt", ".ipynb_checkpoints"]).tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
@@ -343,14 +346,22 @@ class GuardedExecute(Execute):
             self._write_report(nb, resources)
 
     def _call_judge(self, nb, resources: dict):
-        """A :class:`CallJudge` when this notebook's assignment is judged by calls, else None."""
+        """A :class:`CallJudge` when this notebook's assignment is judged by calls, else None.
+
+        Its test sources are :attr:`sources` when given (a rehearsal hands in the instructor's
+        notebook), else what the instructor's source registered in the gradebook."""
         info = resources.get("nbgrader", {})
-        if info.get("assignment") not in self.call_judged or "db_url" not in info:
+        if info.get("assignment") not in self.call_judged:
             return None
-        from .judge import CallJudge, defined_names, gradebook_sources
+        from .judge import CallJudge, TestSources, defined_names
         from .shortcuts import REFUSED, refusals
 
-        self._judged_tests, setup, answers = gradebook_sources(info["db_url"], info["assignment"], info["notebook"])
+        sources = self.sources
+        if sources is None:
+            if "db_url" not in info:
+                return None
+            sources = TestSources.from_gradebook(info["db_url"], info["assignment"], info["notebook"])
+        self._judged_tests, setup, answers = sources.tests, sources.setup, sources.answers
         # The judge runs the notebook's imports, its first read-only code cell, and nothing else of
         # the notebook's: the later cells load models, train and plot for the student to read.
         order = {cell_id(c): i for i, c in enumerate(nb.cells)}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+from dataclasses import dataclass
 from typing import Any
 
 from nbformat.v4 import new_output
@@ -37,6 +38,7 @@ __all__ = [
     "AMBIGUOUS",
     "CallJudge",
     "LiteralJudge",
+    "TestSources",
     "defined_names",
     "import_statements",
     "judge_cell",
@@ -140,7 +142,7 @@ def judge_sources(nb) -> list[str]:
     from .notebook import is_test_cell, nbgrader_meta
 
     code = [c for c in nb.cells if c.cell_type == "code"]
-    # As gradebook_sources reads them: locked, neither a solution nor graded.
+    # As TestSources reads them: locked, neither a solution nor graded.
     setup = [c for c in code if (m := nbgrader_meta(c)).get("locked") and not m.get("solution") and not m.get("grade")]
     return [c.source for c in setup[:1]] + [c.source for c in code if is_test_cell(c)]
 
@@ -191,26 +193,63 @@ class CallJudge:
             self.channel.release()  # what the kernel kept for this test (models, layers) is freed
 
 
-def gradebook_sources(db_url: str, assignment: str, notebook: str) -> tuple[dict[str, str], dict[str, str], list[str]]:
-    """From the gradebook (what the instructor's source registered, never the submission):
-    ``(test cell sources by id, locked setup cell sources by id, answer cell sources)``."""
-    from nbgrader.api import Gradebook
+@dataclass(frozen=True)
+class TestSources:
+    """What a judge runs, as the instructor's source notebook has it (never the submission's cells):
+    the test cells' sources by grade id, the locked setup cells' by grade id, and the answer
+    cells' sources (to know which names are graded)."""
 
-    with Gradebook(db_url) as gb:
-        nb = gb.find_notebook(notebook, assignment)
-        solutions = {c.name for c in nb.solution_cells}
-        grades = {c.name for c in nb.grade_cells}
+    tests: dict[str, str]
+    setup: dict[str, str]
+    answers: list[str]
+
+    @classmethod
+    def from_gradebook(cls, db_url: str, assignment: str, notebook: str) -> TestSources:
+        """What the instructor's source registered in the gradebook (the grading pipeline's way)."""
+        from nbgrader.api import Gradebook
+
+        with Gradebook(db_url) as gb:
+            nb = gb.find_notebook(notebook, assignment)
+            solutions = {c.name for c in nb.solution_cells}
+            grades = {c.name for c in nb.grade_cells}
+            cells = [
+                (c.name, c.source, c.name in grades, c.name in solutions, c.locked)
+                for c in nb.source_cells
+                if c.cell_type == "code"
+            ]
+        return cls._sorted(cells)
+
+    @classmethod
+    def from_notebook(cls, nb) -> TestSources:
+        """The same, read straight from the instructor's source notebook (tests, rehearsals)."""
+        from .notebook import cell_id, nbgrader_meta
+
+        cells = []
+        for c in nb.cells:
+            meta = nbgrader_meta(c)
+            if c.cell_type == "code" and cell_id(c):
+                cells.append(
+                    (
+                        cell_id(c),
+                        c.source,
+                        bool(meta.get("grade")),
+                        bool(meta.get("solution")),
+                        bool(meta.get("locked")),
+                    )
+                )
+        return cls._sorted(cells)
+
+    @classmethod
+    def _sorted(cls, cells: list[tuple[str, str, bool, bool, bool]]) -> TestSources:
         tests, setup, answers = {}, {}, []
-        for cell in nb.source_cells:
-            if cell.cell_type != "code":
-                continue
-            if cell.name in grades and cell.name not in solutions:
-                tests[cell.name] = cell.source
-            elif cell.name in solutions:
-                answers.append(cell.source)
-            elif cell.locked:
-                setup[cell.name] = cell.source
-    return tests, setup, answers
+        for name, source, graded, solution, locked in cells:
+            if graded and not solution:
+                tests[name] = source
+            elif solution:
+                answers.append(source)
+            elif locked:
+                setup[name] = source
+        return cls(tests, setup, answers)
 
 
 class LiteralJudge(NbGraderPreprocessor):
@@ -224,7 +263,7 @@ class LiteralJudge(NbGraderPreprocessor):
         info = resources.get("nbgrader", {})
         if info.get("assignment") not in self.assignments:
             return nb, resources
-        tests, _, _ = gradebook_sources(info["db_url"], info["assignment"], info["notebook"])
+        tests = TestSources.from_gradebook(info["db_url"], info["assignment"], info["notebook"]).tests
         answer_sources = [
             c.source
             for c in nb.cells

@@ -1,13 +1,25 @@
-"""Grade made-up submissions in a scratch course: mock students, regression sets, tests.
+"""Grade made-up submissions: mock students, regression sets, tests.
+
+Two ways, one result type (:class:`Graded`):
+
+- :func:`grade_submissions`: the whole pipeline, nbgrader's autograde in a scratch course with the
+  grading pool, exactly as ``autograder grade`` runs it (30-60 s a run).
+- :func:`judge_notebooks`: the judge alone, in this process, against one sandboxed kernel per
+  notebook that has run only what the tests need (the first setup cell and the answer cells); for a
+  literal-judged assignment no kernel at all. The verdicts are the pipeline's, at a fraction of the
+  cost: the test suite's mistake tables use it, and keep whole runs for the pipeline itself.
 
 Nothing here touches the real course's gradebook, ``submitted/`` or ``release/``.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
+import itertools
 import os
 import shutil
+import symtable
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +30,7 @@ from . import notebook as nbu
 from .course import Course
 from .grading import GradeSettings, sandbox_setting
 from .grading import grade as grade_course
-from .nbgrader_run import SubmissionGrade, generate, scratch_course
+from .nbgrader_run import CellGrade, SubmissionGrade, generate, scratch_course
 
 REFERENCE, BLANK = "reference", "blank"
 
@@ -110,3 +122,171 @@ def reference_and_blank(course: Course, assignment: str, scratch: Path) -> dict[
     generate(scratch, assignment)
     submissions = {REFERENCE: course.path("source", assignment), BLANK: scratch / "release" / assignment}
     return grade_submissions(course, assignment, submissions, scratch=scratch)
+
+
+def judge_notebooks(
+    course: Course, assignment: str, notebooks: dict[str, object], sandbox: bool = True
+) -> dict[str, Graded]:
+    """Mock students' notebooks (``{student: notebook}``, the assignment's one notebook) judged
+    directly: the judge of the course's configuration, the test sources from the instructor's source
+    notebook, no nbgrader run and no gradebook.
+
+    A call-judged assignment runs in one guarded, sandboxed kernel (the grading pipeline's own
+    executor, probes included) that executes the first setup cell once, then each student's answer
+    cells followed by the judge's verdicts on that student's tests: the teaching cells that load
+    models, train and plot feed no test. Every student redefines every graded name, so each verdict
+    is about that student's code. A literal-judged assignment (04) is read, never run. Scores follow
+    nbgrader's rule for a test cell: an error costs all its points.
+    """
+    from .grading import course_config
+    from .judge import TestSources, judge_cell, literal_answers
+
+    (source_path,) = course.source_notebooks(assignment)
+    source = nbu.read_notebook(source_path)
+    sources = TestSources.from_notebook(source)
+    config = course_config(course)
+    students = list(notebooks)
+    if assignment in config.LiteralJudge.get("assignments", []):
+        outcomes = []
+        for nb in notebooks.values():
+            # As LiteralJudge reads them: every code cell that is not one of the tests.
+            codes = [c.source for c in nb.cells if c.cell_type == "code" and nbu.cell_id(c) not in sources.tests]
+            answers = literal_answers(codes)
+            errors = {k: m for k, src in sources.tests.items() if (m := judge_cell(src, answers, k)) is not None}
+            outcomes.append((errors, []))
+    elif assignment in config.GuardedExecute.get("call_judged", []):
+        timeout = int(config.Execute.get("timeout", 30) or 30)
+        outcomes = _judged_in_one_kernel(
+            course, assignment, source_path.stem, list(notebooks.values()), sources, timeout, sandbox
+        )
+    else:
+        raise ValueError(f"{assignment} is judged by neither c.LiteralJudge nor c.GuardedExecute.call_judged")
+    return {
+        student: Graded(_scored(assignment, student, source, source_path.name, errors), errors, tuple(review))
+        for student, (errors, review) in zip(students, outcomes)
+    }
+
+
+def _judged_in_one_kernel(course, assignment, stem, notebooks, sources, timeout, sandbox):
+    """``[(errors by test cell, review reasons)]``, one per notebook, all judged in one kernel."""
+    from .grading import review_reasons
+    from .guard import GuardedExecute
+    from .shortcuts import REFUSED, refusals
+
+    class OneKernel(GuardedExecute):
+        """GuardedExecute over the students' cells one after another; each student's refused
+        shortcuts, flags and events are its own."""
+
+        def preprocess_cell(self, cell, resources, index):
+            if index in starts:
+                segment = starts[index]
+                self._cells, self._events = flags[segment]
+                if self._judge is not None:
+                    self._judge.refused = refused[segment]
+            return super().preprocess_cell(cell, resources, index)
+
+    combined = copy.deepcopy(notebooks[0])
+    combined.cells = cells_answers_need(combined, next(iter(sources.setup), None))
+    starts, refused, flags = {}, [], []
+    table = REFUSED.get(assignment, {})
+    for i, nb in enumerate(notebooks):
+        cells = [c for c in nb.cells if c.cell_type == "code" and (nbu.is_answer_cell(c) or nbu.is_test_cell(c))]
+        starts[len(combined.cells)] = i
+        combined.cells += copy.deepcopy(cells)
+        refused.append(refusals([c.source for c in cells if nbu.is_answer_cell(c)], table))
+        flags.append(({}, []))
+    with tempfile.TemporaryDirectory(prefix="autograder-judge-") as tmp:
+        executor = OneKernel(
+            sandbox=sandbox, call_judged=[assignment], sources=sources, timeout=timeout, scratch_root=tmp
+        )
+        resources = {
+            "nbgrader": {"assignment": assignment, "notebook": stem},
+            "metadata": {"path": str(course.path("release", assignment))},
+            "unique_key": stem,
+        }
+        saved = os.environ.get("NBGRADER_EXECUTION")
+        os.environ["NBGRADER_EXECUTION"] = "autograde"  # as nbgrader's Autograde sets it for its kernels
+        try:
+            executor.preprocess(combined, resources)
+        finally:
+            if saved is None:
+                os.environ.pop("NBGRADER_EXECUTION", None)
+            else:
+                os.environ["NBGRADER_EXECUTION"] = saved
+    ends = sorted(starts) + [len(combined.cells)]
+    outcomes = []
+    for i, (start, end) in enumerate(itertools.pairwise(ends)):
+        errors = {}
+        for cell in combined.cells[start:end]:
+            for out in cell.get("outputs", []):
+                if nbu.is_test_cell(cell) and out.get("output_type") == "error":
+                    errors[nbu.cell_id(cell)] = f"{out.get('ename', '')}: {out.get('evalue', '')}"
+        tampered, events = flags[i]
+        outcomes.append((errors, review_reasons({stem: {"tampered": tampered, "events": events}})))
+    return outcomes
+
+
+def _top_level_names(tree: ast.Module) -> set[str]:
+    """Names a cell binds at top level: assignments, definitions, imports."""
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return names
+
+
+def _global_reads(source: str) -> set[str]:
+    """The global names a cell's code reads: at top level, or from inside its functions and classes."""
+    try:
+        table = symtable.symtable(source, "<cell>", "exec")
+    except SyntaxError:
+        return set()
+    found, tables = set(), [table]
+    while tables:
+        t = tables.pop()
+        top = t.get_type() == "module"
+        found |= {s.get_name() for s in t.get_symbols() if s.is_referenced() and (top or s.is_global())}
+        tables += t.get_children()
+    return found
+
+
+def cells_answers_need(nb, setup: str | None) -> list:
+    """The code cells, besides the answers and tests, that the answer cells' code reads: the setup
+    cell ``setup`` (the imports) and every other non-graded cell that binds a global name an answer
+    (or a cell already needed) reads, in notebook order. The teaching cells that only use the
+    answers stay out."""
+    code = [c for c in nb.cells if c.cell_type == "code" and not nbu.is_test_cell(c)]
+    binds, reads = {}, {}
+    for c in code:
+        try:
+            binds[id(c)] = _top_level_names(ast.parse(c.source))
+        except SyntaxError:
+            binds[id(c)] = set()
+        reads[id(c)] = _global_reads(c.source)
+    chosen = {id(c) for c in code if nbu.cell_id(c) == setup or nbu.is_answer_cell(c)}
+    while True:
+        wanted = set().union(*(reads[i] for i in chosen)) - set().union(*(binds[i] for i in chosen))
+        more = {id(c) for c in code if id(c) not in chosen and binds[id(c)] & wanted}
+        if not more:
+            return [c for c in code if id(c) in chosen and not nbu.is_answer_cell(c)]
+        chosen |= more
+
+
+def _scored(assignment: str, student: str, source, name: str, errors: dict[str, str]) -> SubmissionGrade:
+    """The grade nbgrader would record: each test cell its points unless it failed; hand-graded cells open."""
+    cells = []
+    for c in source.cells:
+        meta = nbu.nbgrader_meta(c)
+        if not meta.get("grade"):
+            continue
+        points = float(meta.get("points", 0))
+        auto = nbu.is_test_cell(c)
+        score = (0.0 if nbu.cell_id(c) in errors else points) if auto else None
+        cells.append(CellGrade(name, nbu.cell_id(c), score, points, auto))
+    total = sum(c.score or 0.0 for c in cells)
+    return SubmissionGrade(assignment, student, total, sum(c.max_score for c in cells), tuple(cells))

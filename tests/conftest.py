@@ -23,7 +23,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that uses a table's grades graded notebooks through nbgrader: it is slow, marked or not."""
+    """A test that uses a table's grades runs students' code in sandboxed kernels: it is slow, marked or not."""
     for item in items:
         grading = {"table_grades", "threaded_grades"} & set(getattr(item, "fixturenames", ()))
         if grading and item.get_closest_marker("slow") is None:
@@ -32,13 +32,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="class")
 def table_grades(request: pytest.FixtureRequest):
-    """The class's ``table`` graded once: ``{student id: Graded}``, the right-differently student included."""
+    """The class's ``table`` judged once through the judge's seam: ``{student id: Graded}``, the
+    right-differently student included."""
     return request.cls.table.grade()
 
 
 @pytest.fixture(scope="class", params=["1", "2"], ids=lambda n: f"OMP_NUM_THREADS={n}")
 def threaded_grades(request: pytest.FixtureRequest):
-    """The class's ``table`` graded with ``OMP_NUM_THREADS`` at 1, then 2 (the sandbox passes it to the kernel)."""
+    """The class's ``table`` judged with ``OMP_NUM_THREADS`` at 1, then 2 (the sandbox passes it to the kernel)."""
     from harness import environment
 
     with environment({"OMP_NUM_THREADS": request.param}):

@@ -32,9 +32,12 @@ mistake in that answer is expected to lose it, or when the table declares it in 
 wrong ``LoRALinear`` also changes what ``test_inject_lora`` sees). :meth:`MistakeTable.students`
 packs the mistakes into as few mock students as it can, such that no student holds two mistakes
 in the same answer, nor a mistake that touches (uses) a cell another one of its mistakes is
-expected to lose: every failure is the doing of the mistake it is blamed on. All of them are graded
-in one nbgrader run with the right-differently student (05 alone needs two: ``mistake_env`` grades the
-mistakes at the lab's smoke budget, the right answers at the real one).
+expected to lose: every failure is the doing of the mistake it is blamed on. All of them are judged
+through the judge's seam (:func:`autograder.rehearsal.judge_notebooks`: the hidden tests run by the
+judge in this process, against one sandboxed kernel that has run only the setup and answer cells),
+with the right-differently student. One whole nbgrader run per table proves the seam is the
+pipeline: the right-differently student and the busiest mock student, graded by ``autograder
+grade``'s own machinery, get exactly the seam's scores and messages.
 
 A cell that loses its points to a mistake through a bare exception instead of a teaching message is
 listed in ``untaught``: it must still score zero, and its (mistake, cell) case is a strict xfail that
@@ -56,7 +59,7 @@ import pytest
 
 from autograder import notebook as nbu
 from autograder.course import Course
-from autograder.rehearsal import Graded, grade_submissions, with_answers
+from autograder.rehearsal import Graded, grade_submissions, judge_notebooks, with_answers
 
 ROOT = Path(__file__).resolve().parents[1]
 RIGHT_STUDENT = "right_differently"
@@ -112,17 +115,29 @@ def environment(variables: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def variant_notebooks(assignment: str, variants: dict[str, dict[str, str]]) -> dict:
+    """``{student: notebook}``: the source notebook (reference solutions) with each variant's answers
+    (``{answer grade id: replacement source}``) in place; answers a variant leaves out stay right."""
+    nb = source_notebook(assignment)
+    return {student: with_answers(nb, answers) for student, answers in variants.items()}
+
+
 def grade_answers(
     assignment: str, variants: dict[str, dict[str, str]], env: Mapping[str, str] | None = None
 ) -> dict[str, Graded]:
-    """Grade each variant in one nbgrader run: ``{student id: {answer grade id: replacement source}}``.
-
-    The source notebook (reference solutions) is the base, so answers a variant leaves out stay right.
-    """
-    nb = source_notebook(assignment)
-    submissions = {student: {f"{assignment}.ipynb": with_answers(nb, answers)} for student, answers in variants.items()}
+    """Grade each variant in one whole nbgrader run (the pipeline): ``{student id: Graded}``."""
+    notebooks = variant_notebooks(assignment, variants)
+    submissions = {student: {f"{assignment}.ipynb": nb} for student, nb in notebooks.items()}
     with environment(env or {}):
         return grade_submissions(course(), assignment, submissions)
+
+
+def judge_answers(
+    assignment: str, variants: dict[str, dict[str, str]], env: Mapping[str, str] | None = None
+) -> dict[str, Graded]:
+    """Judge each variant through the judge's seam, one kernel for all: ``{student id: Graded}``."""
+    with environment(env or {}):
+        return judge_notebooks(course(), assignment, variant_notebooks(assignment, variants))
 
 
 def require_sandbox() -> None:
@@ -179,12 +194,6 @@ class MistakeTable:
     mistakes: tuple[Mistake, ...]
     # answer grade id -> test cells that run it too (beyond test_<answer>* and the cells its mistakes lose)
     uses: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    # Set while the mistakes are graded, in a second run (05: the smoke budget; the right answers run
-    # alone at the real grading budget).
-    mistake_env: Mapping[str, str] = field(default_factory=dict)
-    # Cells whose score under ``mistake_env`` says nothing (05: whether a smoke-sized run beats the
-    # frozen baseline): left out of the spill-over check of that run.
-    env_sensitive: tuple[str, ...] = ()
     # (mistake, cell) -> what the cell raises today instead of a teaching message: a known gap in the
     # hidden tests. The cell must still score zero; the teaching-message case is a strict xfail.
     untaught: Mapping[tuple[str, str], str] = field(default_factory=dict)
@@ -263,19 +272,21 @@ class MistakeTable:
 
     # -- grading --
 
-    def grade(self, right: bool = True, env: Mapping[str, str] | None = None) -> dict[str, Graded]:
-        """Every mock student (and the right-differently one), in one nbgrader run where the table allows."""
+    def variants(self) -> dict[str, dict[str, str]]:
+        """``{student id: {answer grade id: source}}``: the right-differently student, then the mock students."""
+        right = {RIGHT_STUDENT: {a: src.strip("\n") for a, src in self.right.items()}}
         wrong = {
             s: {a: src.strip("\n") for m in ms for a, src in m.answers.items()} for s, ms in self.students().items()
         }
-        right_variant = {RIGHT_STUDENT: {a: src.strip("\n") for a, src in self.right.items()}} if right else {}
-        env = dict(env or {})
-        if not self.mistake_env:
-            return grade_answers(self.assignment, {**right_variant, **wrong}, env)
-        graded = grade_answers(self.assignment, wrong, {**env, **self.mistake_env})
-        if right_variant:
-            graded.update(grade_answers(self.assignment, right_variant, env))
-        return graded
+        return {**right, **wrong}
+
+    def grade(self) -> dict[str, Graded]:
+        """Every mock student and the right-differently one, judged through the judge's seam."""
+        return judge_answers(self.assignment, self.variants())
+
+    def busiest_student(self) -> str:
+        """The mock student holding the most mistakes (the first such): the pipeline's witness."""
+        return max(self.students(), key=lambda s: len(self.students()[s]))
 
 
 class MistakeTests:
@@ -305,7 +316,6 @@ class MistakeTests:
         assert set(tests) <= shown, f"no mistake shows these cells failing: {sorted(set(tests) - shown)}"
         used = set().union(*(t.cells_using(a) for a in answers))
         assert set(tests) <= used, f"cells that use no answer (declare them in `uses`): {sorted(set(tests) - used)}"
-        assert set(t.env_sensitive) <= set(tests)
         assert {(c.mistake, c.cell) for c in t.cases()} >= set(t.untaught), "untaught pairs must be cases"
 
     def test_students_hold_no_two_mistakes_that_blur_each_other(self):
@@ -326,6 +336,20 @@ class MistakeTests:
         assert g.grade.score == sum(points(self.table.assignment).values())
         assert g.grade.max_score == max_score(self.table.assignment)
         assert not g.review, g.review
+
+    @pytest.mark.slow
+    def test_the_whole_pipeline_gives_the_seams_verdicts(self, table_grades):
+        """The seam is the pipeline: the right-differently student and the busiest mock student, graded
+        by one whole nbgrader run (pool, sandbox, gradebook), get the seam's scores and messages."""
+        t = self.table
+        witnesses = [RIGHT_STUDENT, t.busiest_student()]
+        graded = grade_answers(t.assignment, {s: t.variants()[s] for s in witnesses})
+        for student in witnesses:
+            seam, whole = table_grades[student], graded[student]
+            assert {c.cell: c.score for c in whole.grade.cells} == {c.cell: c.score for c in seam.grade.cells}, student
+            assert whole.grade.score == seam.grade.score and whole.grade.max_score == seam.grade.max_score, student
+            assert whole.errors == seam.errors, student
+            assert whole.review == seam.review == (), student
 
     @pytest.mark.slow
     def test_each_mistake_loses_its_points_and_is_named(self, table_grades, case):
@@ -356,9 +380,8 @@ class MistakeTests:
             g = table_grades[student]
             assert not g.review, f"{student} was flagged: {g.review}"
             listed = set().union(*(m.loses for m in ms))
-            ignored = set(t.env_sensitive) if t.mistake_env else set()
             for cell in points(t.assignment):
-                if cell not in listed | ignored and not g.full_marks(cell):
+                if cell not in listed and not g.full_marks(cell):
                     spilled.append(f"{student} ({', '.join(m.name for m in ms)}): {cell} {g.errors.get(cell)!r}")
         assert not spilled, "wrong answers cost cells their mistakes do not list:\n" + "\n".join(spilled)
 
@@ -368,8 +391,8 @@ class FloatMistakeTests:
 
     Reductions in several threads add in another order; a message that picks the mistake by comparing
     floats must not change with ``OMP_NUM_THREADS`` (the sandbox passes it through to the kernel).
-    Subclass as ``TestX`` and set ``table`` (``TABLE.only([...])``: only array-valued mistakes, so it
-    stays affordable). ``threaded_grades`` (conftest.py) grades it once per thread count.
+    Subclass as ``TestX`` and set ``table`` (``TABLE.only([...])``: only array-valued mistakes). ``threaded_grades``
+    (conftest.py) judges it once per thread count.
     """
 
     table: MistakeTable
