@@ -15,7 +15,7 @@ from . import notebook as nbu
 from .contract import GRADED_NAMES
 from .course import Course, CourseError
 from .nbgrader_run import NbgraderFailed, scratch_course
-from .rehearsal import BLANK, REFERENCE, reference_and_blank
+from .rehearsal import BLANK, REFERENCE, Graded, reference_and_blank
 
 
 @dataclass(frozen=True)
@@ -96,12 +96,21 @@ def _same_tree(a: Path, b: Path) -> list[str]:
     return diff
 
 
-def grading_checks(course: Course, scratch: Path, assignment: str) -> list[CheckResult]:
+def grading_checks(
+    course: Course, scratch: Path, assignment: str, also: dict[str, dict[str, object]] | None = None
+) -> tuple[list[CheckResult], dict[str, Graded]]:
+    """The checks that grade: the reference and the blank release through the whole pipeline, in
+    ``scratch``. ``also``: more mock submissions graded in the same run (a rehearsal's), returned
+    with the two in ``{student: Graded}``."""
     try:
-        graded = reference_and_blank(course, scratch=scratch, assignment=assignment)
+        graded = reference_and_blank(course, scratch=scratch, assignment=assignment, also=also)
     except NbgraderFailed as exc:
         first = str(exc).splitlines()[0]
-        return [CheckResult(assignment, "nbgrader-runs", False, first)]
+        return [CheckResult(assignment, "nbgrader-runs", False, first)], {}
+    return _graded_checks(course, scratch, assignment, graded), graded
+
+
+def _graded_checks(course: Course, scratch: Path, assignment: str, graded: dict[str, Graded]) -> list[CheckResult]:
     results = []
     differ = _same_tree(scratch / "release" / assignment, course.path("release", assignment))
     results.append(
@@ -143,24 +152,30 @@ def grading_checks(course: Course, scratch: Path, assignment: str) -> list[Check
     return results
 
 
+def assignment_checks(
+    course: Course, assignment: str, scratch: Path, also: dict[str, dict[str, object]] | None = None
+) -> tuple[list[CheckResult], dict[str, Graded]]:
+    """Every check of one assignment, grading in the scratch course ``scratch``; with ``also``, those
+    submissions are graded in the same run and come back with the reference and the blank."""
+    results: list[CheckResult] = []
+    if not course.path("release", assignment).is_dir():
+        results.append(CheckResult(assignment, "release-exists", False, "no release/ folder (run `autograder build`)"))
+    for static in (check_outputs_cleared, check_contract_graded, check_no_leaks):
+        try:
+            results.append(static(course, assignment))
+        except CourseError as exc:
+            results.append(
+                CheckResult(assignment, static.__name__.removeprefix("check_").replace("_", "-"), False, str(exc))
+            )
+    graded_results, graded = grading_checks(course, scratch, assignment, also)
+    return results + graded_results, graded
+
+
 def run_checks(course: Course, assignments: list[str]) -> list[CheckResult]:
     """All checks for each assignment, in a scratch course removed afterwards."""
     results: list[CheckResult] = []
     with tempfile.TemporaryDirectory(prefix="autograder-check-") as tmp:
         scratch = scratch_course(course, Path(tmp) / "course", assignments)
         for assignment in assignments:
-            if not course.path("release", assignment).is_dir():
-                results.append(
-                    CheckResult(assignment, "release-exists", False, "no release/ folder (run `autograder build`)")
-                )
-            for static in (check_outputs_cleared, check_contract_graded, check_no_leaks):
-                try:
-                    results.append(static(course, assignment))
-                except CourseError as exc:
-                    results.append(
-                        CheckResult(
-                            assignment, static.__name__.removeprefix("check_").replace("_", "-"), False, str(exc)
-                        )
-                    )
-            results += grading_checks(course, scratch, assignment)
+            results += assignment_checks(course, assignment, scratch)[0]
     return results

@@ -86,14 +86,23 @@ def judge_cell(source: str, answers: dict[str, Any], cell: str) -> str | None:
 
 
 def run_test(source: str, namespace: dict, cell: str, answers: dict | None = None) -> str | None:
-    """Run the instructor's test ``source`` in ``namespace``; None when it passes, else ``"Ename: message"``."""
-    answers = answers or {}
+    """Run the instructor's test ``source`` in ``namespace``; None when it passes, else ``"Ename: message"``.
+
+    ``answers``: the literal answers a :class:`LiteralJudge` read (None for a :class:`CallJudge`); a
+    name missing from them gets the literal-answer advice, which means nothing for a function.
+    """
     try:
         exec(compile(source, f"<test cell {cell}>", "exec"), namespace)
     except AssertionError as exc:
         return _capped(f"AssertionError: {exc}")
     except NameError as exc:
-        name = getattr(exc, "name", None) or str(exc)
+        name = getattr(exc, "name", None)
+        if answers is None or not name:
+            # A function's code (run in the student's kernel) read a name its notebook never defined.
+            return _capped(
+                f"NameError: {exc}. Your code uses a name that does not exist when it runs: define or import "
+                "it in a cell above the one that uses it, and check its spelling"
+            )
         if answers.get(name) is AMBIGUOUS:
             return f"AssertionError: {name} is given two different values; give it one"
         return (

@@ -117,15 +117,23 @@ def rehearsal_jobs() -> int:
         return 2
 
 
-def reference_and_blank(course: Course, assignment: str, scratch: Path) -> dict[str, Graded]:
-    """The two mock students: the source folder (solutions) and the fresh release (stubs)."""
+def reference_and_blank(
+    course: Course, assignment: str, scratch: Path, also: dict[str, dict[str, object]] | None = None
+) -> dict[str, Graded]:
+    """The two mock students: the source folder (solutions) and the fresh release (stubs), and the
+    submissions in ``also`` (as :func:`grade_submissions` takes them) graded in the same run."""
     generate(scratch, assignment)
     submissions = {REFERENCE: course.path("source", assignment), BLANK: scratch / "release" / assignment}
-    return grade_submissions(course, assignment, submissions, scratch=scratch)
+    return grade_submissions(course, assignment, {**submissions, **(also or {})}, scratch=scratch)
 
 
 def judge_notebooks(
-    course: Course, assignment: str, notebooks: dict[str, object], sandbox: bool = True
+    course: Course,
+    assignment: str,
+    notebooks: dict[str, object],
+    sandbox: bool = True,
+    shared_kernel: bool = True,
+    cell_timeout: int | None = None,
 ) -> dict[str, Graded]:
     """Mock students' notebooks (``{student: notebook}``, the assignment's one notebook) judged
     directly: the judge of the course's configuration, the test sources from the instructor's source
@@ -135,8 +143,10 @@ def judge_notebooks(
     executor, probes included) that executes the first setup cell once, then each student's answer
     cells followed by the judge's verdicts on that student's tests: the teaching cells that load
     models, train and plot feed no test. Every student redefines every graded name, so each verdict
-    is about that student's code. A literal-judged assignment (04) is read, never run. Scores follow
-    nbgrader's rule for a test cell: an error costs all its points.
+    is about that student's code. With ``shared_kernel=False`` each notebook gets a kernel of its
+    own (a hostile notebook's tampering must not reach the next). A literal-judged assignment (04)
+    is read, never run. Scores follow nbgrader's rule for a test cell: an error costs all its points.
+    ``cell_timeout`` (seconds) replaces the course's ``c.Execute.timeout``.
     """
     from .grading import course_config
     from .judge import TestSources, judge_cell, literal_answers
@@ -155,10 +165,11 @@ def judge_notebooks(
             errors = {k: m for k, src in sources.tests.items() if (m := judge_cell(src, answers, k)) is not None}
             outcomes.append((errors, []))
     elif assignment in config.GuardedExecute.get("call_judged", []):
-        timeout = int(config.Execute.get("timeout", 30) or 30)
-        outcomes = _judged_in_one_kernel(
-            course, assignment, source_path.stem, list(notebooks.values()), sources, timeout, sandbox
-        )
+        timeout = cell_timeout or int(config.Execute.get("timeout", 30) or 30)
+        groups = [list(notebooks.values())] if shared_kernel else [[nb] for nb in notebooks.values()]
+        outcomes = []
+        for group in groups:
+            outcomes += _judged_in_one_kernel(course, assignment, source_path.stem, group, sources, timeout, sandbox)
     else:
         raise ValueError(f"{assignment} is judged by neither c.LiteralJudge nor c.GuardedExecute.call_judged")
     return {
@@ -180,7 +191,11 @@ def _judged_in_one_kernel(course, assignment, stem, notebooks, sources, timeout,
         def preprocess_cell(self, cell, resources, index):
             if index in starts:
                 segment = starts[index]
-                self._cells, self._events = flags[segment]
+                tampered, events = flags[segment]
+                if segment == 0:  # what the setup cells met counts against the first student
+                    tampered.update(self._cells)
+                    events[:0] = self._events
+                self._cells, self._events = tampered, events
                 if self._judge is not None:
                     self._judge.refused = refused[segment]
             return super().preprocess_cell(cell, resources, index)

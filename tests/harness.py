@@ -49,6 +49,7 @@ mistakes with ``OMP_NUM_THREADS`` at 1 and at 2. 04_practice's letters and messa
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -58,7 +59,9 @@ from pathlib import Path
 import pytest
 
 from autograder import notebook as nbu
+from autograder.checks import CheckResult
 from autograder.course import Course
+from autograder.nbgrader_run import scratch_course
 from autograder.rehearsal import Graded, grade_submissions, judge_notebooks, with_answers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,6 +141,39 @@ def judge_answers(
     """Judge each variant through the judge's seam, one kernel for all: ``{student id: Graded}``."""
     with environment(env or {}):
         return judge_notebooks(course(), assignment, variant_notebooks(assignment, variants))
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """An assignment's one whole nbgrader run: ``autograder check``'s results by check name, and
+    every student it graded (reference, blank and the table's witnesses) by id."""
+
+    checks: dict[str, CheckResult]
+    graded: dict[str, Graded]
+
+
+_PIPELINES: dict[str, PipelineRun] = {}
+_SCRATCH = tempfile.TemporaryDirectory(prefix="autograder-tests-")  # removed when the session ends
+
+
+def pipeline(table: MistakeTable) -> PipelineRun:
+    """The assignment's checks and its table's witnesses from one nbgrader run, made once per session.
+
+    The reference, the blank release and the table's witnesses (:meth:`MistakeTable.witnesses`)
+    are graded together by :func:`autograder.checks.assignment_checks`, the very run ``autograder
+    check`` makes, so the suite pays for one whole run per assignment."""
+    from autograder.checks import assignment_checks
+
+    a = table.assignment
+    if a not in _PIPELINES:
+        variants = table.variants()
+        also = {
+            s: {f"{a}.ipynb": nb} for s, nb in variant_notebooks(a, {s: variants[s] for s in table.witnesses()}).items()
+        }
+        scratch = scratch_course(course(), Path(_SCRATCH.name) / a, [a])
+        results, graded = assignment_checks(course(), a, scratch, also)
+        _PIPELINES[a] = PipelineRun({r.check: r for r in results}, graded)
+    return _PIPELINES[a]
 
 
 def require_sandbox() -> None:
@@ -284,9 +320,10 @@ class MistakeTable:
         """Every mock student and the right-differently one, judged through the judge's seam."""
         return judge_answers(self.assignment, self.variants())
 
-    def busiest_student(self) -> str:
-        """The mock student holding the most mistakes (the first such): the pipeline's witness."""
-        return max(self.students(), key=lambda s: len(self.students()[s]))
+    def witnesses(self) -> tuple[str, str]:
+        """The students the whole pipeline grades too: the right-differently one, and the mock
+        student holding the most mistakes (the first such)."""
+        return RIGHT_STUDENT, max(self.students(), key=lambda s: len(self.students()[s]))
 
 
 class MistakeTests:
@@ -340,11 +377,11 @@ class MistakeTests:
     @pytest.mark.slow
     def test_the_whole_pipeline_gives_the_seams_verdicts(self, table_grades):
         """The seam is the pipeline: the right-differently student and the busiest mock student, graded
-        by one whole nbgrader run (pool, sandbox, gradebook), get the seam's scores and messages."""
+        by the assignment's one whole nbgrader run (pool, sandbox, gradebook; the run ``autograder
+        check`` makes, see :func:`pipeline`), get the seam's scores and messages."""
         t = self.table
-        witnesses = [RIGHT_STUDENT, t.busiest_student()]
-        graded = grade_answers(t.assignment, {s: t.variants()[s] for s in witnesses})
-        for student in witnesses:
+        graded = pipeline(t).graded
+        for student in t.witnesses():
             seam, whole = table_grades[student], graded[student]
             assert {c.cell: c.score for c in whole.grade.cells} == {c.cell: c.score for c in seam.grade.cells}, student
             assert whole.grade.score == seam.grade.score and whole.grade.max_score == seam.grade.max_score, student

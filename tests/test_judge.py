@@ -17,7 +17,7 @@ from autograder.course import Course
 from autograder.grading import GradeSettings, grade
 from autograder.judge import AMBIGUOUS, judge_cell, literal_answers
 from autograder.nbgrader_run import scratch_course
-from autograder.rehearsal import with_answers
+from autograder.rehearsal import Graded, judge_notebooks, with_answers
 from harness import ROOT, course
 from practice import practice_letters, practice_notebook, wrong_letters
 
@@ -96,6 +96,25 @@ def test_a_remote_function_returns_plain_data_and_refuses_the_rest():
     handle = {"$": "ref", "id": 7, "type": "torch.nn.modules.linear.Linear"}
     twice = remote(_kernel(lambda req: [{"token": req["token"], "value": json.dumps([handle, handle])}]))()
     assert twice[0] is twice[1] and type(twice[0]) is Remote and "Linear" in repr(twice[0])
+
+
+def test_a_missing_name_gets_advice_that_fits_the_judge():
+    """04's literal advice ("write it as one plain literal ... = 'B'") only where answers are literals: a
+    function that reads a name its notebook never defined is told that, with the name."""
+    from autograder.judge import CallJudge
+
+    def kernel(request):  # the call raises NameError in the student's kernel; freeing its objects works
+        missing = {"raised": "NameError", "message": "name 'NF4_LEVELS' is not defined"}
+        return [{"token": request["token"], **(missing if request["op"] == "call" else {"value": "null"})}]
+
+    judge = CallJudge([], ["dequantize"], _kernel(kernel))
+    message = judge.verdict("dequantize(1)", "test_dequantize")
+    assert message.startswith("NameError: name 'NF4_LEVELS' is not defined"), message
+    assert "define or import it" in message and "literal" not in message, message
+    # A test that names a graded function the student never wrote: the same advice, not 04's.
+    message = CallJudge([], [], _kernel(lambda req: [])).verdict("quantize(1)", "test_quantize")
+    assert "'quantize' is not defined" in message and "literal" not in message, message
+    assert "plain literal" in judge_cell("answer_q3 == 'A'", {}, "test_q3")
 
 
 WRONG = {n: wrong_letters(n)[0] for n in practice_letters()}
@@ -278,29 +297,22 @@ METRIC_TRICKS = {
 }
 
 
-def _tricks_course(tmp_path, assignment: str, tricks: dict[str, dict[str, str]]):
-    """A scratch course with one submission per trick (answer cells replaced by grade id)."""
-    from autograder.rehearsal import with_answers
-
-    root = scratch_course(course(), tmp_path / "course", [assignment])
-    shutil.copytree(ROOT / "release" / assignment, root / "release" / assignment)
+def _judge_tricks(assignment: str, tricks: dict[str, dict[str, str]], **options) -> dict[str, Graded]:
+    """Each trick's notebook (the release with its answer cells replaced by grade id) judged through
+    the judge's seam, in a guarded kernel of its own: ``{trick: Graded}``."""
     release = nbformat.read(ROOT / "release" / assignment / f"{assignment}.ipynb", as_version=4)
-    for student, answers in tricks.items():
-        folder = root / "submitted" / student / assignment
-        folder.mkdir(parents=True)
-        nbformat.write(with_answers(release, answers), folder / f"{assignment}.ipynb")
-    return root
+    notebooks = {student: with_answers(release, answers) for student, answers in tricks.items()}
+    return judge_notebooks(course(), assignment, notebooks, shared_kernel=False, **options)
 
 
-def _grade_tricks(root, assignment: str):
-    run = grade(Course.load(root), assignment, settings=GradeSettings(jobs=2))
-    return run, {g.student: g.score for g in run.grades}
+def _scores(graded: dict[str, Graded]) -> dict[str, float]:
+    return {student: g.grade.score for student, g in graded.items()}
 
 
 @pytest.mark.slow
-def test_metric_tricks_in_the_kernel_earn_nothing(tmp_path):
-    run, scores = _grade_tricks(_tricks_course(tmp_path, M, METRIC_TRICKS), M)
-    assert scores == dict.fromkeys(METRIC_TRICKS, 0.0), (scores, run.problems)
+def test_metric_tricks_in_the_kernel_earn_nothing():
+    graded = _judge_tricks(M, METRIC_TRICKS)
+    assert _scores(graded) == dict.fromkeys(METRIC_TRICKS, 0.0), {s: g.errors for s, g in graded.items()}
 
 
 # --- 01_lora_basics: objects stay in the kernel; the judge sends inputs and reads plain data back ---
@@ -499,23 +511,24 @@ LORA_TRICKS["changes_after_inspection"]["LoRALinear"] = (
 
 
 @pytest.mark.slow
-def test_lora_tricks_in_the_kernel_earn_no_more_than_all_wrong(tmp_path):
+def test_lora_tricks_in_the_kernel_earn_no_more_than_all_wrong():
     import hashlib
 
-    root = _tricks_course(tmp_path, L, LORA_TRICKS)
+    def digest():
+        files = sorted(p for f in ("release", "source") for p in (ROOT / f / L).rglob("*") if p.is_file())
+        return {str(p.relative_to(ROOT)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
-    def digest(*folders):
-        files = sorted(p for f in folders for p in (root / f).rglob("*") if p.is_file())
-        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
-
-    before = digest("release", "source", "submitted")
-    run, scores = _grade_tricks(root, L)
-    assert set(scores) == set(LORA_TRICKS), run.problems
+    before = digest()
+    graded = _judge_tricks(L, LORA_TRICKS)
+    scores = _scores(graded)
+    assert set(scores) == set(LORA_TRICKS)
     control = scores.pop("all_wrong")
-    assert control == 0.0, run.problems
+    assert control == 0.0, graded["all_wrong"].errors
     assert scores == dict.fromkeys(LORA_TRICKS.keys() - {"all_wrong"}, 0.0), scores
-    assert "call server did not connect" in " ".join(run.review.get("server_never_connects", [])), run.review
-    assert digest("release", "source", "submitted") == before, "grading changed a course file"
+    assert "call server did not connect" in " ".join(graded["server_never_connects"].review), graded[
+        "server_never_connects"
+    ].review
+    assert digest() == before, "grading changed a course file"
 
 
 # The reference's full_param_count, wrapped so that the grader's first call to it never returns:
@@ -538,7 +551,7 @@ def _hangs_once(body: str) -> str:
 
 
 @pytest.mark.slow
-def test_a_call_that_never_returns_fails_its_test_and_the_rest_are_still_graded(tmp_path):
+def test_a_call_that_never_returns_fails_its_test_and_the_rest_are_still_graded():
     """The first graded call to full_param_count spins: "loops" can be interrupted, and the tests after
     it are graded as usual; "deaf" ignores the interrupt, and the kernel is given up (the rest score
     zero) without holding the grader for more than its time limits."""
@@ -561,20 +574,15 @@ def test_a_call_that_never_returns_fails_its_test_and_the_rest_are_still_graded(
             },
         ),
     }
-    root = scratch_course(course(), tmp_path / "course", [L])
-    shutil.copytree(ROOT / "release" / L, root / "release" / L)
-    for student, nb in students.items():
-        folder = root / "submitted" / student / L
-        folder.mkdir(parents=True)
-        nbformat.write(nb, folder / f"{L}.ipynb")
-    run = grade(Course.load(root), L, settings=GradeSettings(jobs=2, cell_timeout=20))
-    scores = {g.student: g.score for g in run.grades}
+    graded = judge_notebooks(course(), L, students, shared_kernel=False, cell_timeout=20)
+    scores = _scores(graded)
+    review = {s: " ".join(g.review) for s, g in graded.items()}
     points = {nbu.cell_id(c): nbu.nbgrader_meta(c).get("points", 0) for c in source.cells if nbu.is_test_cell(c)}
-    assert scores["reference"] == sum(points.values()), run.problems
-    assert scores["loops"] == scores["reference"] - points["test_full_param_count"], (scores, run.review)
-    assert "did not return within 20 s" in " ".join(run.review.get("loops", [])), run.review
+    assert scores["reference"] == sum(points.values()), graded["reference"].errors
+    assert scores["loops"] == scores["reference"] - points["test_full_param_count"], (scores, review)
+    assert "did not return within 20 s" in review["loops"], review
     assert scores["deaf"] < scores["loops"], scores
-    assert "ignored its time limit" in " ".join(run.review.get("deaf", [])), run.review
+    assert "ignored its time limit" in review["deaf"], review
 
 
 # --- 02_quantization: the grader's stand-ins travel into the kernel; its references stay here ------
@@ -629,9 +637,10 @@ QUANT_TRICKS = {
 
 
 @pytest.mark.slow
-def test_quantization_tricks_in_the_kernel_earn_no_more_than_all_wrong(tmp_path):
-    run, scores = _grade_tricks(_tricks_course(tmp_path, Q, QUANT_TRICKS), Q)
-    assert scores.pop("all_wrong") == 0.0, run.problems
+def test_quantization_tricks_in_the_kernel_earn_no_more_than_all_wrong():
+    graded = _judge_tricks(Q, QUANT_TRICKS)
+    scores = _scores(graded)
+    assert scores.pop("all_wrong") == 0.0, graded["all_wrong"].errors
     assert scores == dict.fromkeys(QUANT_TRICKS.keys() - {"all_wrong"}, 0.0), scores
 
 
@@ -710,10 +719,11 @@ QLORA_TRICKS = {
 
 
 @pytest.mark.slow
-def test_qlora_tricks_in_the_kernel_earn_no_more_than_all_wrong(tmp_path):
-    run, scores = _grade_tricks(_tricks_course(tmp_path, QL, QLORA_TRICKS), QL)
-    assert set(scores) == set(QLORA_TRICKS), run.problems
-    assert scores.pop("all_wrong") == 0.0, run.problems
+def test_qlora_tricks_in_the_kernel_earn_no_more_than_all_wrong():
+    graded = _judge_tricks(QL, QLORA_TRICKS)
+    scores = _scores(graded)
+    assert set(scores) == set(QLORA_TRICKS)
+    assert scores.pop("all_wrong") == 0.0, graded["all_wrong"].errors
     assert scores == dict.fromkeys(QLORA_TRICKS.keys() - {"all_wrong"}, 0.0), scores
 
 
