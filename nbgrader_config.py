@@ -40,7 +40,7 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", ".git"
 # through the course's guarded executor too: each kernel in the bubblewrap sandbox, integrity
 # probes around every test cell. `autograder grade` adds parallel workers and review flags.
 try:
-    from autograder.guard import guarded_autograde_preprocessors
+    from autograder.execute.pipeline import guarded_autograde_preprocessors
 except ImportError:  # the course package is not installed here: plain nbgrader
     pass
 else:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import nbformat
 
-from .course import CourseError
+from autograder.course import CourseError
 
 SOLUTION = ("### BEGIN SOLUTION", "### END SOLUTION")
 HIDDEN = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")

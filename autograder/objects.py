@@ -2,7 +2,7 @@
 
 A test cell runs in two places: in the student's own kernel, where ``LoRALinear`` is their class
 (the visible checks, while they work), and in the grader's judge, where it is a
-:class:`autograder.remote.Remote` into their kernel. The few things a test needs beyond calling and
+:class:`autograder.judge.remote.Remote` into their kernel. The few things a test needs beyond calling and
 reading (a copy made where the student's code runs, an exact type, writing a parameter, the
 gradients of one backward pass) go through these helpers, which do the local thing locally and send
 one request otherwise. In the kernel, the call server runs the same helpers on the real objects.
@@ -35,6 +35,10 @@ __all__ = [
 _channel = None
 
 # What the kernel runs for the judge (the call server's "helper" requests), by name.
+# The judge's stand-ins for the student's objects live there; only the judge imports it, so it is
+# looked up, never imported (tests/test_remote.py checks the name against the module).
+REMOTE_MODULE = f"{__package__}.judge.remote"
+
 KERNEL_HELPERS = (
     "called_with",
     "grads_after",
@@ -47,7 +51,7 @@ KERNEL_HELPERS = (
 
 
 def _remote_type() -> type | None:
-    module = sys.modules.get("autograder.remote")
+    module = sys.modules.get(REMOTE_MODULE)
     return None if module is None else module.Remote
 
 

@@ -29,8 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from autograder.commands.nbgrader_run import clean_env, generate, scratch_course  # noqa: E402
 from autograder.course import Course  # noqa: E402
-from autograder.nbgrader_run import clean_env, generate, read_grades, scratch_course  # noqa: E402
+from autograder.gradebook import read_grades  # noqa: E402
 
 CPU_ASSIGNMENTS = ("01_lora_basics", "02_quantization", "03_metrics", "04_practice", "05_qlora_lab")
 

@@ -33,7 +33,7 @@ wrong ``LoRALinear`` also changes what ``test_inject_lora`` sees). :meth:`Mistak
 packs the mistakes into as few mock students as it can, such that no student holds two mistakes
 in the same answer, nor a mistake that touches (uses) a cell another one of its mistakes is
 expected to lose: every failure is the doing of the mistake it is blamed on. All of them are judged
-through the judge's seam (:func:`autograder.rehearsal.judge_notebooks`: the hidden tests run by the
+through the judge's seam (:func:`autograder.commands.rehearsal.judge_notebooks`: the hidden tests run by the
 judge in this process, against one sandboxed kernel that has run only the setup and answer cells),
 with the right-differently student. One whole nbgrader run per table proves the seam is the
 pipeline: the right-differently student and the busiest mock student, graded by ``autograder
@@ -59,10 +59,10 @@ from pathlib import Path
 import pytest
 
 from autograder import notebook as nbu
-from autograder.checks import CheckResult
+from autograder.commands.check import CheckResult
+from autograder.commands.nbgrader_run import scratch_course
+from autograder.commands.rehearsal import Graded, grade_submissions, judge_notebooks, with_answers
 from autograder.course import Course
-from autograder.nbgrader_run import scratch_course
-from autograder.rehearsal import Graded, grade_submissions, judge_notebooks, with_answers
 
 ROOT = Path(__file__).resolve().parents[1]
 RIGHT_STUDENT = "right_differently"
@@ -160,9 +160,9 @@ def pipeline(table: MistakeTable) -> PipelineRun:
     """The assignment's checks and its table's witnesses from one nbgrader run, made once per session.
 
     The reference, the blank release and the table's witnesses (:meth:`MistakeTable.witnesses`)
-    are graded together by :func:`autograder.checks.assignment_checks`, the very run ``autograder
+    are graded together by :func:`autograder.commands.check.assignment_checks`, the very run ``autograder
     check`` makes, so the suite pays for one whole run per assignment."""
-    from autograder.checks import assignment_checks
+    from autograder.commands.check import assignment_checks
 
     a = table.assignment
     if a not in _PIPELINES:
@@ -178,7 +178,7 @@ def pipeline(table: MistakeTable) -> PipelineRun:
 
 def require_sandbox() -> None:
     """Fail (never skip) when bubblewrap cannot build the grading sandbox: the machine is not set up."""
-    from autograder import sandbox
+    from autograder.execute import sandbox
 
     reason = sandbox.unavailable_reason()
     if reason is not None:

@@ -1,6 +1,6 @@
 """04_practice: every wrong letter loses its point and teaches; a right letter written differently passes.
 
-The grader reads each answer as a literal from the notebook's text (``autograder.judge.LiteralJudge``).
+The grader reads each answer as a literal from the notebook's text (``autograder.judge.literal.LiteralJudge``).
 Each wrong letter of each question is one mistake of the shared table (``harness.MistakeTable``): it must
 score zero with exactly the hidden test's message for that letter. A lower-case right letter fails the form
 check; a computed letter, or one disguised as a ``str`` subclass that always compares equal, is no literal;

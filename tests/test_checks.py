@@ -2,7 +2,7 @@
 
 Every check ``run_checks`` can produce is listed here: ``CHECKS`` (what a healthy assignment gets) and
 ``FAILURE_ONLY`` (results that appear only when something is broken). Both lists are compared with the
-check names written in ``autograder/checks.py`` and with what ``run_checks`` really returns, so a new
+check names written in ``autograder/commands/check.py`` and with what ``run_checks`` really returns, so a new
 check that nobody tests fails this file.
 """
 
@@ -22,11 +22,17 @@ from test_03_metrics import TABLE as METRICS
 from test_04_practice import TABLE as PRACTICE
 from test_05_qlora_lab import TABLE as LAB
 
-from autograder import checks
 from autograder import notebook as nbu
-from autograder.checks import CheckResult, check_contract_graded, check_no_leaks, check_outputs_cleared, run_checks
+from autograder.commands import check as checks
+from autograder.commands.check import (
+    CheckResult,
+    check_contract_graded,
+    check_no_leaks,
+    check_outputs_cleared,
+    run_checks,
+)
+from autograder.commands.nbgrader_run import scratch_course
 from autograder.course import Course
-from autograder.nbgrader_run import scratch_course
 from harness import ROOT, course, pipeline
 
 ASSIGNMENTS = course().existing_assignments()
@@ -53,7 +59,7 @@ def results(assignment: str) -> dict[str, CheckResult]:
 
 
 def _names_in_checks_module() -> set[str]:
-    """Every check name ``autograder/checks.py`` can report: the names given to ``CheckResult``.
+    """Every check name ``autograder/commands/check.py`` can report: the names given to ``CheckResult``.
 
     Literals, and the one computed name: a static check that raised is reported under its function's
     name (``check_no_leaks`` -> ``no-leaks``).

@@ -15,8 +15,8 @@ import nbformat
 import pytest
 
 from autograder import notebook as nbu
-from autograder.cli import main
-from autograder.nbgrader_run import scratch_course
+from autograder.commands.cli import main
+from autograder.commands.nbgrader_run import scratch_course
 from harness import ROOT, course, max_score, points
 from practice import NB, A, practice_letters
 from practice import practice_notebook as _answers
@@ -112,8 +112,8 @@ def test_broken_submissions_do_not_stop_the_others(graded):
 
 @pytest.mark.slow
 def test_parallel_grading_gives_the_same_scores(classroom, graded):
+    from autograder.commands.grade import GradeSettings, grade
     from autograder.course import Course
-    from autograder.grading import GradeSettings, grade
 
     def cells(run):
         return {g.student: (g.score, tuple((c.cell, c.score) for c in g.cells)) for g in run.grades}
@@ -182,7 +182,7 @@ def test_bad_input_gets_one_line_and_exit_2(tmp_path, argv, message):
 
 
 def test_grade_refuses_without_a_sandbox(monkeypatch, tmp_path, capsys):
-    from autograder import sandbox
+    from autograder.execute import sandbox
 
     root = scratch_course(course(), tmp_path / "course", [A])
     _submit(root, "alice", _answers(_right))

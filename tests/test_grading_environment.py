@@ -19,11 +19,12 @@ import nbformat
 import pytest
 
 from autograder import notebook as nbu
-from autograder import sandbox
-from autograder.cli import main
+from autograder.commands.cli import main
+from autograder.commands.grade import GradeSettings, GradingEnvironmentError, grade
+from autograder.commands.nbgrader_run import scratch_course
 from autograder.course import Course
-from autograder.grading import GradeSettings, GradingEnvironmentError, grade
-from autograder.nbgrader_run import read_grades, scratch_course
+from autograder.execute import sandbox
+from autograder.gradebook import read_grades
 from harness import ROOT, course
 from practice import practice_notebook, wrong_letters
 
@@ -44,12 +45,13 @@ def test_package_mounts_are_the_graders_own_whatever_the_working_folder(tmp_path
 def test_grader_processes_do_not_put_their_working_folder_on_the_path(tmp_path):
     (tmp_path / "autograder").mkdir()
     (tmp_path / "autograder" / "__init__.py").write_text("raise SystemExit('shadowed')")
-    from autograder.nbgrader_run import clean_env
+    from autograder.commands.nbgrader_run import clean_env
 
     probe = [sys.executable, "-P", "-c", "import autograder, sys; print(autograder.__file__)"]
     out = subprocess.run(probe, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, check=True).stdout
     assert out.strip() == str(ROOT / "autograder" / "__init__.py")
-    source = (ROOT / "autograder" / "pool.py").read_text() + (ROOT / "autograder" / "nbgrader_run.py").read_text()
+    source = (ROOT / "autograder" / "runner" / "pool.py").read_text()
+    source += (ROOT / "autograder" / "commands" / "nbgrader_run.py").read_text()
     assert source.count('sys.executable, "-P", "-m"') == 2, "workers and nbgrader must start with python -P"
     assert sandbox.kernel_env({}, "/tmp/home")["PYTHONSAFEPATH"] == "1", "the kernel must not import from its cwd"
 

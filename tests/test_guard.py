@@ -11,7 +11,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from autograder.guard import GuardedExecute, differences, watched_modules
+from autograder.execute.guarded import GuardedExecute
+from autograder.execute.probes import differences, watched_modules
 
 # The tests below that start a kernel: slow, and only meaningful inside the sandbox.
 kernel_test = pytest.mark.usefixtures("sandbox_ready")

@@ -20,9 +20,9 @@ import nbformat
 import pytest
 
 from autograder import notebook as nbu
+from autograder.commands.grade import GradeSettings, export_csv, grade
+from autograder.commands.nbgrader_run import scratch_course
 from autograder.course import Course
-from autograder.grading import GradeSettings, export_csv, grade
-from autograder.nbgrader_run import scratch_course
 from harness import ROOT, course, max_score, points
 from practice import NB, A, practice_letters, practice_notebook, wrong_letters
 

@@ -11,11 +11,11 @@ import socket
 import nbformat
 import pytest
 
+from autograder.commands.feedback import generate_feedback
+from autograder.commands.grade import GradeSettings, grade, saved_review
+from autograder.commands.nbgrader_run import scratch_course
 from autograder.course import Course
-from autograder.feedback import generate_feedback
-from autograder.grading import GradeSettings, grade, saved_review
-from autograder.intake import IntakeError, IntakeLimits, copy_submission
-from autograder.nbgrader_run import scratch_course
+from autograder.runner.intake import IntakeError, IntakeLimits, copy_submission
 from harness import ROOT, course
 from practice import practice_letters, practice_notebook
 

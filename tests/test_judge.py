@@ -13,11 +13,12 @@ import pytest
 from nbformat.v4 import new_code_cell
 
 from autograder import notebook as nbu
+from autograder.commands.grade import GradeSettings, grade
+from autograder.commands.nbgrader_run import scratch_course
+from autograder.commands.rehearsal import Graded, judge_notebooks, with_answers
 from autograder.course import Course
-from autograder.grading import GradeSettings, grade
-from autograder.judge import AMBIGUOUS, judge_cell, literal_answers
-from autograder.nbgrader_run import scratch_course
-from autograder.rehearsal import Graded, judge_notebooks, with_answers
+from autograder.judge.literal import judge_cell, literal_answers
+from autograder.judge.verdict import AMBIGUOUS
 from harness import ROOT, course
 from practice import practice_letters, practice_notebook, wrong_letters
 
@@ -65,7 +66,7 @@ def _kernel(reply):
 
 def test_a_remote_function_returns_plain_data_and_refuses_the_rest():
     from autograder import wire
-    from autograder.remote import Channel, Remote
+    from autograder.judge.remote import Channel, Remote
 
     def echo(request):
         args, _kwargs = pickle.loads(base64.b64decode(request["payload"]))  # the test's own kernel stand-in
@@ -101,7 +102,7 @@ def test_a_remote_function_returns_plain_data_and_refuses_the_rest():
 def test_a_missing_name_gets_advice_that_fits_the_judge():
     """04's literal advice ("write it as one plain literal ... = 'B'") only where answers are literals: a
     function that reads a name its notebook never defined is told that, with the name."""
-    from autograder.judge import CallJudge
+    from autograder.judge.call import CallJudge
 
     def kernel(request):  # the call raises NameError in the student's kernel; freeing its objects works
         missing = {"raised": "NameError", "message": "name 'NF4_LEVELS' is not defined"}
@@ -268,7 +269,7 @@ METRIC_TRICKS = {
     # The call server itself replaced: every call answered with one made-up value.
     "server_replaced": _every_function_returns(
         "None",
-        "import autograder.kernel_server as _ks\n"
+        "import autograder.kernel.server as _ks\n"
         "import json as _json\n"
         "def _answer(request, namespace):\n"
         "    return {'token': _json.loads(request)['token'], 'value': '0.875'}\n"
@@ -413,7 +414,7 @@ LORA_TRICKS = {
     ),
     # The call server replaced: every call answered with one made-up number.
     "server_replaced": _lora_answers(
-        prelude="import autograder.kernel_server as _ks\n"
+        prelude="import autograder.kernel.server as _ks\n"
         "import json as _json\n"
         "def _answer(request, namespace):\n"
         "    return {'token': _json.loads(request)['token'], 'value': '147840'}\n"
@@ -437,7 +438,7 @@ LORA_TRICKS = {
     ),
     # The call server never started: every test cell's calls go unanswered.
     "server_never_connects": _lora_answers(
-        prelude="import autograder.kernel_server as _ks\n_ks.serve = lambda path: None",
+        prelude="import autograder.kernel.server as _ks\n_ks.serve = lambda path: None",
     ),
     # repr/format publish an execute_result (nbgrader's partial credit) whenever they are called.
     "format_publishes_result": _lora_answers(
@@ -464,7 +465,7 @@ LORA_TRICKS = {
         "def _graded():\n"
         "    f = sys._getframe(1)\n"
         "    while f is not None:\n"
-        "        if 'kernel_server' in f.f_code.co_filename:\n"
+        "        if 'kernel/server.py' in f.f_code.co_filename:\n"
         "            os._exit(0)\n"
         "        f = f.f_back\n"
         "    return None",
@@ -542,7 +543,7 @@ def _hangs_once(body: str) -> str:
         "    import sys, time\n"
         "    f = sys._getframe(1)\n"
         "    while f is not None and not _hung:\n"
-        "        if 'kernel_server' in f.f_code.co_filename:\n"
+        "        if 'kernel/server.py' in f.f_code.co_filename:\n"
         "            _hung.append(1)\n"
         f"{body}\n"
         "        f = f.f_back\n"
@@ -696,7 +697,7 @@ QLORA_TRICKS = {
     ),
     # The call server replaced: every call answered with one made-up verdict.
     "server_replaced": _qlora_answers(
-        prelude="import autograder.kernel_server as _ks, json as _json\n"
+        prelude="import autograder.kernel.server as _ks, json as _json\n"
         "def _answer(request, namespace):\n"
         "    return {'token': _json.loads(request)['token'], 'value': '\"good\"'}\n"
         "_ks.answer = _answer",
@@ -734,8 +735,8 @@ def test_a_worker_imports_what_its_judge_will_then_freezes_it(tmp_path):
     import subprocess
     import sys
 
-    from autograder.grading import judge_preload
-    from autograder.judge import import_statements
+    from autograder.commands.grade import judge_preload
+    from autograder.judge.sources import import_statements
 
     lines = judge_preload(course(), "01_lora_basics")
     assert "from peft import LoraConfig, get_peft_model" in lines  # the setup cell's, inside `with quiet():`
@@ -750,7 +751,7 @@ def test_a_worker_imports_what_its_judge_will_then_freezes_it(tmp_path):
 
     script = (
         "import gc, json, sys\n"
-        "from autograder.worker import preload\n"
+        "from autograder.runner.worker import preload\n"
         "preload(['import json', 'import no_such_module_here', 'from email import message'])\n"
         "print(json.dumps([gc.get_freeze_count() > 1000, 'email.message' in sys.modules]))\n"
     )

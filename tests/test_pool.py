@@ -8,12 +8,14 @@ import os
 import signal
 import subprocess
 
-from autograder.grading import worker_env
-from autograder.pool import Worker, Zygote, _Forked
-from autograder.worker import PRELOAD
+import pytest
+
+from autograder.commands.grade import worker_env
+from autograder.runner.pool import Worker, Zygote, _Forked
+from autograder.runner.protocol import PRELOAD, Job, Reply
 
 # A job the worker can only fail: its answer proves the worker's loop runs.
-BAD_JOB = {"root": "/nonexistent-course", "assignment": "a", "student": "s"}
+BAD_JOB = Job(root="/nonexistent-course", assignment="a", student="s")
 
 
 def _parent(pid: int) -> int:
@@ -31,16 +33,12 @@ def test_workers_are_forked_from_the_zygote_each_in_a_session_of_its_own(tmp_pat
     try:
         for worker in workers:
             answer = worker.run(BAD_JOB, limit=120)
-            assert answer["ok"] is False and "nbgrader_config.py" in answer["error"]
+            assert answer.ok is False and "nbgrader_config.py" in answer.error
             assert type(worker.proc) is _Forked
             assert _parent(worker.proc.pid) == zygote.proc.pid
             assert os.getpgid(worker.proc.pid) == worker.proc.pid  # killpg reaches its sandbox
         os.killpg(workers[1].proc.pid, signal.SIGKILL)
-        assert workers[1].run(BAD_JOB, limit=60) == {
-            "ok": False,
-            "error": "the grading worker died",
-            "crashed": True,
-        }
+        assert workers[1].run(BAD_JOB, limit=60) == Reply(ok=False, error="the grading worker died", crashed=True)
         workers[0].stop()
         assert workers[0].proc.returncode is not None  # it saw its stdin close and ended
     finally:
@@ -59,7 +57,7 @@ def test_a_zygote_that_cannot_fork_safely_gives_a_plainly_started_worker(tmp_pat
         for zygote in (threaded, gone):
             worker = Worker({}, tmp_path / f"w{zygote.proc.pid}.log", zygote)
             try:
-                assert worker.run(BAD_JOB, limit=120)["ok"] is False
+                assert worker.run(BAD_JOB, limit=120).ok is False
                 assert type(worker.proc) is subprocess.Popen
             finally:
                 worker.stop(kill=True)
@@ -67,3 +65,13 @@ def test_a_zygote_that_cannot_fork_safely_gives_a_plainly_started_worker(tmp_pat
         for zygote in (threaded, gone):
             zygote.proc.kill()
             zygote.stop()
+
+
+def test_jobs_and_replies_cross_as_one_typed_json_line_each():
+    job = Job(root="/r", assignment="a", student="s", timeout=5, memory=2**30)
+    assert Job.from_line(job.to_line()) == job
+    reply = Reply(ok=False, error="why", student="s", crashed=True)
+    assert Reply.from_line(reply.to_line()) == reply
+    for bad in ("[1]", '{"root": "/r"}', '{"root": "/r", "assignment": "a", "student": "s", "evil": 1}'):
+        with pytest.raises((ValueError, TypeError)):
+            Job.from_line(bad)

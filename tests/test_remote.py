@@ -1,5 +1,5 @@
-"""The judge's stand-ins for a student's objects (autograder.remote) against the call server
-(autograder.kernel_server), in one process: the kernel's side is a namespace dict, so every rule of
+"""The judge's stand-ins for a student's objects (autograder.judge.remote) against the call server
+(autograder.kernel.server), in one process: the kernel's side is a namespace dict, so every rule of
 the protocol is checked in milliseconds without starting a kernel."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from autograder import kernel_server, objects
-from autograder.remote import Channel, Remote
+from autograder import objects
+from autograder.judge.remote import Channel, Remote
+from autograder.kernel import server as kernel_server
 
 
 def _channel(namespace: dict) -> Channel:

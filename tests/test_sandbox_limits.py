@@ -9,12 +9,12 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from autograder import notebook as nbu
-from autograder import sandbox
+from autograder.commands.grade import GradeSettings, grade, saved_review
+from autograder.commands.nbgrader_run import scratch_course
 from autograder.course import Course
-from autograder.grading import GradeSettings, grade, saved_review
-from autograder.guard import GuardedExecute
-from autograder.nbgrader_run import scratch_course
-from autograder.pool import disk_usage
+from autograder.execute import sandbox
+from autograder.execute.guarded import GuardedExecute
+from autograder.runner.pool import disk_usage
 from harness import ROOT, course
 
 pytestmark = pytest.mark.slow

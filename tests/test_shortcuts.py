@@ -1,4 +1,4 @@
-"""The judge's static reading of forbidden shortcuts (``autograder.shortcuts``): what it finds, what it leaves.
+"""The judge's static reading of forbidden shortcuts (``autograder.judge.shortcuts``): what it finds, what it leaves.
 
 Graded end to end in the mistake tables (``cm_sklearn`` and ``macro_sklearn`` in test_03,
 ``levels_from_bitsandbytes`` in test_02); here each way of writing the shortcut, and each look-alike
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from autograder.shortcuts import REFUSED, refusals, refused_functions
+from autograder.judge.shortcuts import REFUSED, refusals, refused_functions
 
 METRICS = ("sklearn.metrics",)
 

@@ -7,10 +7,9 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-from .course import CONFIG_FILE, Course
+from autograder.course import CONFIG_FILE, Course
 
 
 class NbgraderFailed(Exception):
@@ -69,59 +68,3 @@ def scratch_course(course: Course, where: Path, assignments: list[str]) -> Path:
     for assignment in assignments:
         shutil.copytree(course.path("source", assignment), where / "source" / assignment)
     return where
-
-
-@dataclass(frozen=True)
-class CellGrade:
-    notebook: str
-    cell: str
-    score: float | None  # None: waits for a human
-    max_score: float
-    auto: bool
-
-
-@dataclass(frozen=True)
-class SubmissionGrade:
-    assignment: str
-    student: str
-    score: float
-    max_score: float
-    cells: tuple[CellGrade, ...]
-    flagged: bool = False
-
-    @property
-    def needs_manual(self) -> bool:
-        return any(c.score is None for c in self.cells)
-
-
-def read_grades(root: Path, assignment: str, students: list[str] | None = None) -> list[SubmissionGrade]:
-    """Per-student, per-cell grades of ``assignment`` from ``root/gradebook.db``."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    results = []
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
-        ids = students if students is not None else sorted(s.id for s in gb.students)
-        for student in ids:
-            try:
-                sub = gb.find_submission(assignment, student)
-            except MissingEntry:
-                continue
-            cells = []
-            for nb in sub.notebooks:
-                for grade in nb.grades:
-                    manual = grade.manual_score
-                    score = manual if manual is not None else grade.auto_score
-                    cells.append(
-                        CellGrade(nb.name, grade.name, score, float(grade.max_score), grade.auto_score is not None)
-                    )
-            results.append(
-                SubmissionGrade(
-                    assignment,
-                    student,
-                    float(sub.score),
-                    float(sub.max_score),
-                    tuple(cells),
-                    any(nb.flagged for nb in sub.notebooks),
-                )
-            )
-    return results

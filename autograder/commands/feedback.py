@@ -18,11 +18,11 @@ from pathlib import Path
 
 import nbformat
 
-from . import notebook as nbu
-from .course import Course, CourseError
-from .grading import saved_review
-from .intake import IntakeError, copy_plain_file
-from .nbgrader_run import read_grades
+from autograder import notebook as nbu
+from autograder.commands.grade import saved_review
+from autograder.course import Course, CourseError
+from autograder.gradebook import read_grades
+from autograder.runner.intake import IntakeError, copy_plain_file
 
 PASSED, FAILED, MANUAL, FLAGGED = "passed", "failed", "graded by hand", "not trusted"
 

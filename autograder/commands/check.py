@@ -11,11 +11,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import notebook as nbu
-from .contract import GRADED_NAMES
-from .course import Course, CourseError
-from .nbgrader_run import NbgraderFailed, scratch_course
-from .rehearsal import BLANK, REFERENCE, Graded, reference_and_blank
+from autograder import notebook as nbu
+from autograder.commands.nbgrader_run import NbgraderFailed, scratch_course
+from autograder.commands.rehearsal import BLANK, REFERENCE, Graded, reference_and_blank
+from autograder.contract import GRADED_NAMES
+from autograder.course import Course, CourseError
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,7 @@ def _package_dirs(names: tuple[str, ...] = ("course", "autograder")) -> list[str
     Found beside this very file, never through ``sys.path``: a grader started from a folder that
     holds a subfolder named ``course`` would otherwise mount that folder into every kernel.
     """
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]  # autograder/execute/sandbox.py -> the packages' folder
     dirs = []
     for name in names:
         package = here / name

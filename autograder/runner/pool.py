@@ -1,4 +1,4 @@
-"""A pool of grading workers (:mod:`autograder.worker`), each a long-lived process.
+"""A pool of grading workers (:mod:`autograder.runner.worker`), each a long-lived process.
 
 Every submission gets its own time limit: a worker that exceeds it, or dies, is killed with its
 sandboxed kernel and replaced, and only that submission is lost. Results come back through a
@@ -10,7 +10,6 @@ transformers, PEFT: several seconds of CPU) once, instead of once per worker.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import select
@@ -21,20 +20,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from .worker import RESULT, ZYGOTE_FD
-
-
-@dataclass(frozen=True)
-class JobResult:
-    student: str
-    root: Path
-    ok: bool
-    error: str = ""
-    seconds: float = 0.0
-    timed_out: bool = False
+from autograder.runner import worker as worker_module
+from autograder.runner.protocol import RESULT, RESULT_FD, ZYGOTE_FD, Job, JobResult, Reply
 
 
 def disk_usage(root: Path, cap: int, max_files: int = 100_000) -> int:
@@ -55,11 +44,11 @@ def disk_usage(root: Path, cap: int, max_files: int = 100_000) -> int:
 
 def _worker_command() -> list[str]:
     # -P: the grader's working folder is not on the path, so nothing there shadows a module.
-    return [sys.executable, "-P", "-m", "autograder.worker"]
+    return [sys.executable, "-P", "-m", worker_module.__name__]
 
 
 class Zygote:
-    """A ``python -m autograder.worker`` that imports once and forks each worker on request."""
+    """A ``python -m autograder.runner.worker`` that imports once and forks each worker on request."""
 
     def __init__(self, env: dict[str, str], log_path: Path):
         # SEQPACKET: each request stays one message, with its own descriptors.
@@ -154,7 +143,7 @@ class Worker:
     """One grading worker process and the read end of its result pipe.
 
     With a :class:`Zygote`, the worker is requested from it at once and known by its pid when first
-    used; where the zygote cannot fork, it is started as ``python -m autograder.worker`` instead."""
+    used; where the zygote cannot fork, it is started as ``python -m autograder.runner.worker`` instead."""
 
     def __init__(self, env: dict[str, str], log_path: Path, zygote: Zygote | None = None):
         self._env = env
@@ -171,7 +160,7 @@ class Worker:
             stdin=subprocess.PIPE,
             stdout=self._log,
             stderr=self._log,
-            env=dict(self._env, AUTOGRADER_RESULT_FD=str(write_fd)),
+            env=dict(self._env, **{RESULT_FD: str(write_fd)}),
             pass_fds=(write_fd,),
             start_new_session=True,
         )
@@ -207,35 +196,40 @@ class Worker:
         self._results = os.fdopen(read_fd, "rb")
         self._buffer = b""
 
-    def run(self, job: dict, limit: float, disk_limit: int | None = None) -> dict:
+    def run(self, job: Job, limit: float, disk_limit: int | None = None) -> Reply:
         """Send ``job``; its result, or ``{"ok": False, ...}`` after ``limit`` seconds, a crash, or more
         than ``disk_limit`` bytes (or files) written under the job's folder."""
         self._ensure()
         try:
-            self.proc.stdin.write((json.dumps(job) + "\n").encode())
+            self.proc.stdin.write((job.to_line() + "\n").encode())
             self.proc.stdin.flush()
         except OSError:
-            return {"ok": False, "error": "the grading worker had stopped", "crashed": True}
+            return Reply(ok=False, error="the grading worker had stopped", crashed=True)
         deadline = time.monotonic() + limit
         while True:
             if b"\n" in self._buffer:
                 line, self._buffer = self._buffer.split(b"\n", 1)
                 text = line.decode(errors="replace")
                 if text.startswith(RESULT):
-                    return json.loads(text[len(RESULT) :])
+                    try:
+                        return Reply.from_line(text[len(RESULT) :])
+                    except (ValueError, TypeError):
+                        return Reply(
+                            ok=False, error="the grading worker answered something that is no reply", crashed=True
+                        )
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return {"ok": False, "error": f"exceeded its time limit of {limit:g} s", "timed_out": True}
-            if disk_limit is not None and disk_usage(Path(job["root"]), disk_limit) > disk_limit:
-                return {"ok": False, "error": f"wrote more than {disk_limit / 2**30:g} GiB to disk", "crashed": True}
+                return Reply(ok=False, error=f"exceeded its time limit of {limit:g} s", timed_out=True)
+            if disk_limit is not None and disk_usage(Path(job.root), disk_limit) > disk_limit:
+                return Reply(ok=False, error=f"wrote more than {disk_limit / 2**30:g} GiB to disk", crashed=True)
             ready, _, _ = select.select([self._results], [], [], min(remaining, 2.0))
             if ready:
                 chunk = os.read(self._results.fileno(), 65536)
                 if not chunk:
                     code = self.proc.wait()
                     why = f" (exit {code})" if code >= 0 else ""
-                    return {"ok": False, "error": f"the grading worker died{why}", "crashed": True}
+                    return Reply(ok=False, error=f"the grading worker died{why}", crashed=True)
                 self._buffer += chunk
 
     def stop(self, kill: bool = False) -> None:
@@ -259,7 +253,7 @@ class Worker:
 
 def run_jobs(
     jobs: list[tuple[str, Path]],
-    make_job: Callable[[str, Path], dict],
+    make_job: Callable[[str, Path], Job],
     on_result: Callable[[JobResult], None],
     workers: int,
     limit: float,
@@ -298,16 +292,16 @@ def run_jobs(
                     worker = Worker(env, log_dir / f"worker-{number}.log", zygote)
                 start = time.monotonic()
                 answer = worker.run(make_job(student, root), limit, disk_limit)
-                if answer.get("timed_out") or answer.get("crashed"):
+                if answer.timed_out or answer.crashed:
                     worker.stop(kill=True)
                     worker = None
                 result = JobResult(
                     student,
                     root,
-                    bool(answer.get("ok")),
-                    answer.get("error", ""),
+                    answer.ok,
+                    answer.error,
                     time.monotonic() - start,
-                    bool(answer.get("timed_out")),
+                    answer.timed_out,
                 )
                 with lock:
                     results.append(result)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable, Mapping
 
-from .notebook import parsed_cells
+from autograder.notebook import parsed_cells
 
 __all__ = ["REFUSED", "refusals", "refused_functions", "shortcut_message"]
 

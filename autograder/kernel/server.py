@@ -25,7 +25,7 @@ import pickle
 import socket
 from typing import Any
 
-from . import wire
+from autograder import wire
 
 MAX_ITEMS = 100_000  # the longest iterable the server lists in one answer
 
@@ -63,7 +63,7 @@ class _Unpickler(pickle.Unpickler):
         if kind == "name":
             return self.namespace[key]
         if kind == "build":
-            from .objects import build
+            from autograder.objects import build
 
             return build(key)
         raise pickle.UnpicklingError(f"unknown persistent id {kind!r}")
@@ -106,7 +106,7 @@ def _perform(req: dict, namespace: dict) -> Any:
         (value,), _ = _arguments(req.get("payload"), namespace)
         return value
     if op == "helper":
-        from . import objects
+        from autograder import objects
 
         (name, *args), kwargs = _arguments(req.get("payload"), namespace)
         if name not in objects.KERNEL_HELPERS:

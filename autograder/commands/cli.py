@@ -11,13 +11,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from .checks import run_checks
-from .course import Course, CourseError
-from .feedback import generate_feedback
-from .grading import GradeSettings, GradingEnvironmentError, export_csv, grade, sandbox_setting
-from .nbgrader_run import NbgraderFailed, generate, scratch_course
-from .notebook import read_notebook
-from .rehearsal import BLANK, REFERENCE, reference_and_blank
+from autograder.commands.check import run_checks
+from autograder.commands.feedback import generate_feedback
+from autograder.commands.grade import GradeSettings, GradingEnvironmentError, export_csv, grade, sandbox_setting
+from autograder.commands.nbgrader_run import NbgraderFailed, generate, scratch_course
+from autograder.commands.rehearsal import BLANK, REFERENCE, reference_and_blank
+from autograder.course import Course, CourseError
+from autograder.notebook import read_notebook
 
 OK, FAILED, BAD_INPUT = 0, 1, 2
 

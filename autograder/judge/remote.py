@@ -3,7 +3,7 @@
 A :class:`Remote` is a handle to something in the kernel: a graded function or class by name, or an
 object the kernel keeps (a layer the student's class built, a model their function returned).
 Calling it, reading an attribute, indexing or iterating it is one request to the kernel's
-:mod:`autograder.kernel_server`. What comes back is plain data (:mod:`autograder.wire`: numbers,
+:mod:`autograder.kernel.server`. What comes back is plain data (:mod:`autograder.wire`: numbers,
 strings, containers, arrays and tensors as fresh copies) or another :class:`Remote`. Nothing the
 kernel sends is unpickled, imported or evaluated here.
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import cloudpickle
 
-from . import wire
+from autograder import wire
 
 __all__ = ["Channel", "Remote", "RemoteError"]
 

@@ -9,19 +9,20 @@ import os
 import shutil
 import tempfile
 import threading
-import warnings
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import notebook as nbu
-from . import sandbox
-from .course import Course, CourseError
-from .intake import IntakeError, copy_submission
-from .nbgrader_run import SubmissionGrade, clean_env, generate, read_grades, scratch_course
-from .pool import JobResult, Zygote, run_jobs, start_workers
-from .worker import PRELOAD
+from autograder import gradebook
+from autograder import notebook as nbu
+from autograder.commands.nbgrader_run import clean_env, generate, scratch_course
+from autograder.course import Course, CourseError
+from autograder.execute import sandbox
+from autograder.gradebook import SubmissionGrade, read_grades
+from autograder.runner.intake import IntakeError, copy_submission
+from autograder.runner.pool import Zygote, run_jobs, start_workers
+from autograder.runner.protocol import PRELOAD, Job, JobResult
 
 REPORT_FILE = "autograder-report.json"
 # The instructor's own solutions, graded beside the students as a check of this environment.
@@ -154,7 +155,7 @@ def judge_preload(course: Course, assignment: str) -> list[str]:
     (``c.GuardedExecute.call_judged``): those of the cells its judge runs, from the source notebooks."""
     if assignment not in course_config(course).GuardedExecute.get("call_judged", []):
         return []
-    from .judge import import_statements, judge_sources
+    from autograder.judge.sources import import_statements, judge_sources
 
     lines: list[str] = []
     for path in course.source_notebooks(assignment):
@@ -172,15 +173,7 @@ def _template(course: Course, assignment: str, where: Path, registered: Future) 
     generate(root, assignment, release_dir=where / "_release")
     shutil.rmtree(where / "_release", ignore_errors=True)
     registered.result()
-    from nbgrader.api import Gradebook, MissingEntry
-
-    try:
-        with Gradebook(f"sqlite:///{course.path('gradebook.db')}") as real:
-            duedate = real.find_assignment(assignment).duedate
-        with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
-            gb.update_or_create_assignment(assignment, duedate=duedate)
-    except MissingEntry:
-        pass
+    gradebook.copy_due_date(course.path("gradebook.db"), root / "gradebook.db", assignment)
     return root
 
 
@@ -231,39 +224,10 @@ def review_reasons(report: dict) -> list[str]:
 
 def _merge(course: Course, assignment: str, student: str, job_root: Path, reasons: list[str]) -> None:
     """Copy one student's grades from a scratch gradebook into the real one (the only writer)."""
-    from nbgrader.api import Gradebook
-
-    with Gradebook(f"sqlite:///{job_root / 'gradebook.db'}") as scratch:
-        sub = scratch.find_submission(assignment, student)
-        timestamp = sub.timestamp
-        notebooks = {
-            nb.name: (
-                {g.name: (g.auto_score, g.needs_manual_grade) for g in nb.grades},
-                {c.name: c.auto_comment for c in nb.comments},
-                nb.late_submission_penalty,
-            )
-            for nb in sub.notebooks
-        }
     tampered = {reason.split("/", 1)[0].split(":", 1)[0] for reason in reasons}
-    with (
-        warnings.catch_warnings(),
-        Gradebook(f"sqlite:///{course.path('gradebook.db')}", course.course_id or None) as gb,
-    ):
-        warnings.simplefilter("ignore")  # SQLAlchemy's autoflush notices inside nbgrader's own API
-        gb.update_or_create_student(student)
-        real = gb.update_or_create_submission(assignment, student, timestamp=timestamp)
-        for nb in real.notebooks:
-            grades, comments, penalty = notebooks.get(nb.name, ({}, {}, None))
-            for grade in nb.grades:
-                if grade.name in grades:
-                    grade.auto_score, needs = grades[grade.name]
-                    grade.needs_manual_grade = needs and grade.manual_score is None
-            for comment in nb.comments:
-                if comment.name in comments:
-                    comment.auto_comment = comments[comment.name]
-            nb.late_submission_penalty = penalty
-            nb.flagged = nb.name in tampered
-        gb.db.commit()
+    gradebook.merge_submission(
+        course.path("gradebook.db"), course.course_id, job_root / "gradebook.db", assignment, student, tampered
+    )
     dest = course.path("autograded", student, assignment)
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(job_root / "autograded" / student / assignment, dest)
@@ -272,21 +236,7 @@ def _merge(course: Course, assignment: str, student: str, job_root: Path, reason
 
 def _record_failure(course: Course, assignment: str, student: str, why: str) -> None:
     """A submission that could not be graded: zero on every autograded cell, flagged for review."""
-    from nbgrader.api import Gradebook
-
-    with (
-        warnings.catch_warnings(),
-        Gradebook(f"sqlite:///{course.path('gradebook.db')}", course.course_id or None) as gb,
-    ):
-        warnings.simplefilter("ignore")
-        gb.update_or_create_student(student)
-        sub = gb.update_or_create_submission(assignment, student)
-        for nb in sub.notebooks:
-            nb.flagged = True
-            for grade in nb.grades:
-                if grade.auto_score is None and not grade.needs_manual_grade:
-                    grade.auto_score = 0
-        gb.db.commit()
+    gradebook.record_failure(course.path("gradebook.db"), course.course_id, assignment, student)
     dest = course.path("autograded", student, assignment)
     dest.mkdir(parents=True, exist_ok=True)
     (dest / REPORT_FILE).write_text(json.dumps({"review": [why], "integrity": {}}, indent=1))
@@ -355,16 +305,16 @@ def grade(
             zygote.stop()
             raise
 
-        def make_job(student: str, root: Path) -> dict:
-            return {
-                "root": str(root),
-                "assignment": assignment,
-                "student": student,
-                "timeout": cell_timeout,
-                "sandbox": settings.sandbox,
-                "memory": settings.memory,
-                "cpu": settings.cpu,
-            }
+        def make_job(student: str, root: Path) -> Job:
+            return Job(
+                root=str(root),
+                assignment=assignment,
+                student=student,
+                timeout=cell_timeout,
+                sandbox=settings.sandbox,
+                memory=settings.memory,
+                cpu=settings.cpu,
+            )
 
         finished: list[JobResult] = []
 

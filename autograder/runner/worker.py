@@ -1,11 +1,12 @@
-"""A grading worker: ``python -m autograder.worker`` autogrades one scratch course per job.
+"""A grading worker: ``python -m autograder.runner.worker`` autogrades one scratch course per job.
 
-The parent (:mod:`autograder.pool`) writes one JSON job per line on stdin; the worker answers one
-line per job on stdout, prefixed by :data:`RESULT`. Each job is a throw-away course directory
+The parent (:mod:`autograder.runner.pool`) writes one :class:`~autograder.runner.protocol.Job` per
+line on stdin; the worker answers one :class:`~autograder.runner.protocol.Reply` line per job on its
+result pipe, prefixed by ``RESULT``. Each job is a throw-away course directory
 holding the assignment's source, a gradebook with only that assignment, and one submission:
 the worker never sees the real gradebook, and nbgrader's own autograde pipeline (sanitize,
 restore locked cells, execute, score) runs unchanged except that execution is
-:class:`autograder.guard.GuardedExecute`. nbgrader is imported once per worker, not per student.
+:class:`autograder.execute.guarded.GuardedExecute`. nbgrader is imported once per worker, not per student.
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ import socket
 import sys
 import traceback
 
-RESULT = "AUTOGRADER-RESULT "
-ZYGOTE_FD = "AUTOGRADER_ZYGOTE_FD"  # set: this process forks the workers (see zygote)
-PRELOAD = "AUTOGRADER_PRELOAD"  # the judge's import lines (JSON list), from the instructor's notebook
+from autograder.runner.protocol import PRELOAD, RESULT, RESULT_FD, ZYGOTE_FD, Job, Reply
 
 
 def preload(lines: list[str]) -> None:
@@ -42,34 +41,34 @@ def preload(lines: list[str]) -> None:
     gc.freeze()
 
 
-def grade_job(job: dict) -> dict:
-    """Autograde ``job['student']``'s ``job['assignment']`` inside ``job['root']``."""
+def grade_job(job: Job) -> Reply:
+    """Autograde ``job.student``'s ``job.assignment`` inside ``job.root``."""
     from nbgrader.converters import Autograde
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config import Config, PyFileConfigLoader
 
-    from .guard import guarded_autograde_preprocessors
+    from autograder.execute.pipeline import guarded_autograde_preprocessors
 
-    root = job["root"]
+    root = job.root
     cfg = Config()
     loader = PyFileConfigLoader("nbgrader_config.py", path=root)
     cfg.merge(loader.load_config())
     cfg.CourseDirectory.root = root
-    cfg.CourseDirectory.assignment_id = job["assignment"]
-    cfg.CourseDirectory.student_id = job["student"]
+    cfg.CourseDirectory.assignment_id = job.assignment
+    cfg.CourseDirectory.student_id = job.student
     cfg.BaseConverter.force = True
     cfg.Autograde.autograde_preprocessors = guarded_autograde_preprocessors()
-    if job.get("timeout"):
-        cfg.Execute.timeout = int(job["timeout"])
-    cfg.GuardedExecute.sandbox = bool(job.get("sandbox", True))
+    if job.timeout:
+        cfg.Execute.timeout = int(job.timeout)
+    cfg.GuardedExecute.sandbox = bool(job.sandbox)
     cfg.GuardedExecute.report_file = os.path.join(root, "integrity.json")
     cfg.GuardedExecute.scratch_root = root  # the pool watches this folder's disk use
-    if job.get("memory"):
-        cfg.GuardedExecute.memory_limit = int(job["memory"])
-    if job.get("cpu"):
-        cfg.GuardedExecute.cpu_limit = int(job["cpu"])
+    if job.memory:
+        cfg.GuardedExecute.memory_limit = int(job.memory)
+    if job.cpu:
+        cfg.GuardedExecute.cpu_limit = int(job.cpu)
 
-    log = logging.getLogger(f"autograder.worker.{job['student']}")
+    log = logging.getLogger(f"{__name__}.{job.student}")
     log.handlers[:] = [logging.FileHandler(os.path.join(root, "autograde.log"))]
     log.propagate = False
     log.setLevel(logging.INFO)
@@ -81,12 +80,12 @@ def grade_job(job: dict) -> dict:
         converter.start()
     finally:
         os.chdir(cwd)
-    return {"student": job["student"], "ok": True}
+    return Reply(ok=True, student=job.student)
 
 
 def _log_cause(root: str, fallback: str) -> str:
     """The telling error of a failed autograde, from its log (nbgrader's exception only says 'see above')."""
-    from .nbgrader_run import _cause
+    from autograder.commands.nbgrader_run import _cause
 
     try:
         text = open(os.path.join(root, "autograde.log"), encoding="utf-8", errors="replace").read()
@@ -101,16 +100,20 @@ def serve(out) -> int:
     for line in sys.stdin:
         if not line.strip():
             continue
-        job = json.loads(line)
+        try:
+            job = Job.from_line(line)
+        except (ValueError, TypeError) as exc:
+            out.write(RESULT + Reply(ok=False, error=f"not a job: {exc}").to_line() + "\n")
+            out.flush()
+            continue
         try:
             result = grade_job(job)
         except BaseException as exc:  # one bad submission must not end the worker
             if isinstance(exc, KeyboardInterrupt):
                 raise
             detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            detail = _log_cause(job.get("root", ""), detail)
-            result = {"student": job.get("student"), "ok": False, "error": detail}
-        out.write(RESULT + json.dumps(result) + "\n")
+            result = Reply(ok=False, error=_log_cause(job.root, detail), student=job.student)
+        out.write(RESULT + result.to_line() + "\n")
         out.flush()
     return 0
 
@@ -124,7 +127,7 @@ def _single_threaded() -> bool:
 
 
 def zygote(control: socket.socket) -> int:
-    """Import once, then fork each worker from this process on request (:class:`autograder.pool.Zygote`).
+    """Import once, then fork each worker from this process on request (:class:`autograder.runner.pool.Zygote`).
 
     A request is one message carrying four file descriptors: the new worker's stdin, its log, its
     result pipe, and a socket for the answer: the worker's pid, or 0 when this process cannot fork
@@ -175,7 +178,7 @@ def main() -> int:
     os.environ.pop("NBGRADER_EXECUTION", None)
     control = os.environ.pop(ZYGOTE_FD, None)
     # Results go to a private pipe, never to stdout, which anything might write to.
-    out = None if control else os.fdopen(int(os.environ.pop("AUTOGRADER_RESULT_FD", "1")), "w")
+    out = None if control else os.fdopen(int(os.environ.pop(RESULT_FD, "1")), "w")
     import nbgrader.converters  # noqa: F401 -- the slow import, done before the first job arrives
 
     preload(json.loads(os.environ.pop(PRELOAD, "[]")))

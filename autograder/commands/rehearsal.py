@@ -26,11 +26,12 @@ from pathlib import Path
 
 import nbformat
 
-from . import notebook as nbu
-from .course import Course
-from .grading import GradeSettings, sandbox_setting
-from .grading import grade as grade_course
-from .nbgrader_run import CellGrade, SubmissionGrade, generate, scratch_course
+from autograder import notebook as nbu
+from autograder.commands.grade import GradeSettings, sandbox_setting
+from autograder.commands.grade import grade as grade_course
+from autograder.commands.nbgrader_run import generate, scratch_course
+from autograder.course import Course
+from autograder.gradebook import CellGrade, SubmissionGrade
 
 REFERENCE, BLANK = "reference", "blank"
 
@@ -148,8 +149,9 @@ def judge_notebooks(
     is read, never run. Scores follow nbgrader's rule for a test cell: an error costs all its points.
     ``cell_timeout`` (seconds) replaces the course's ``c.Execute.timeout``.
     """
-    from .grading import course_config
-    from .judge import TestSources, judge_cell, literal_answers
+    from autograder.commands.grade import course_config
+    from autograder.judge.literal import judge_cell, literal_answers
+    from autograder.judge.sources import TestSources
 
     (source_path,) = course.source_notebooks(assignment)
     source = nbu.read_notebook(source_path)
@@ -180,9 +182,9 @@ def judge_notebooks(
 
 def _judged_in_one_kernel(course, assignment, stem, notebooks, sources, timeout, sandbox):
     """``[(errors by test cell, review reasons)]``, one per notebook, all judged in one kernel."""
-    from .grading import review_reasons
-    from .guard import GuardedExecute
-    from .shortcuts import REFUSED, refusals
+    from autograder.commands.grade import review_reasons
+    from autograder.execute.guarded import GuardedExecute
+    from autograder.judge.shortcuts import REFUSED, refusals
 
     class OneKernel(GuardedExecute):
         """GuardedExecute over the students' cells one after another; each student's refused
@@ -201,7 +203,7 @@ def _judged_in_one_kernel(course, assignment, stem, notebooks, sources, timeout,
             return super().preprocess_cell(cell, resources, index)
 
     combined = copy.deepcopy(notebooks[0])
-    combined.cells = cells_answers_need(combined, next(iter(sources.setup), None))
+    combined.cells = cells_answers_need(combined, next(iter(sources.first_setup()), None))
     starts, refused, flags = {}, [], []
     table = REFUSED.get(assignment, {})
     for i, nb in enumerate(notebooks):

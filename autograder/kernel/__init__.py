@@ -1,0 +1,1 @@
+"""Grader code that runs inside the student's kernel: only the call server."""
