@@ -9,9 +9,11 @@ a name given two letters is ambiguous: all of them score zero everywhere, and ea
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from harness import Mistake, MistakeTable, MistakeTests, assert_loses_and_names, points
+from harness import Mistake, MistakeTable, MistakeTests, assert_loses_and_names, points, source_notebook
 from practice import A, answer_source, practice_letters, practice_questions, wrong_letters
 
 QUESTIONS = practice_questions()
@@ -104,5 +106,21 @@ def test_feedback_corrects_what_the_seed_overstates():
         assert "adapters stay in 16 or 32 bits" in message, message
 
 
-def test_points_match_the_notebook_table():
-    assert {f"test_q{n}": q.points for n, q in QUESTIONS.items()} == points(A)
+def _stated_points() -> tuple[dict[int, float], dict[int, float]]:
+    """The points the students read: each question's heading ("Question 3 · medium · 2 points") and the
+    introduction's table ("| 3, 4, 7, 8 | medium | 2 |")."""
+    text = [c.source for c in source_notebook(A).cells if c.cell_type == "markdown"]
+    headings, table = {}, {}
+    for source in text:
+        for n, p in re.findall(r"^## Question (\d+) · \w+ · (\d+) points?$", source, re.M):
+            headings[int(n)] = float(p)
+        for numbers, p in re.findall(r"^\| ([\d, ]+) \| \w+ \| (\d+) \|$", source, re.M):
+            table.update({int(n): float(p) for n in numbers.split(",")})
+    return headings, table
+
+
+def test_points_the_notebook_states_are_the_points_it_grades():
+    headings, table = _stated_points()
+    graded = {int(cell.removeprefix("test_q")): p for cell, p in points(A).items()}
+    assert headings == graded, f"question headings say {headings}; the test cells grade {graded}"
+    assert table == graded, f"the introduction's table says {table}; the test cells grade {graded}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import shutil
 import socket
 import threading
@@ -24,7 +25,7 @@ from autograder.commands.grade import GradeSettings, export_csv, grade
 from autograder.commands.nbgrader_run import scratch_course
 from autograder.course import Course
 from harness import ROOT, course, max_score, points
-from practice import NB, A, practice_letters, practice_notebook, wrong_letters
+from practice import NB, A, practice_letters, practice_notebook, practice_questions, wrong_letters
 
 # Grading students' code needs the sandbox: without it every test here fails and says to run ./setup.
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_ready")]
@@ -40,9 +41,31 @@ def _notebook(first: str = "", letters: dict[int, str] | None = None) -> nbforma
     return practice_notebook(letters or WRONG, before_q1=first)
 
 
-def _cheat_if(condition: str) -> str:
-    """Answer 1 right only if ``condition`` (an attack that must fail) succeeded."""
-    return f'answer_q1 = "{RIGHT[1]}" if ({condition}) else "{WRONG[1]}"'
+OUTCOME = "HOSTILE-OUTCOME "  # an attack prints what it reached after this mark, in its answer cell's output
+
+
+def _reports(outcome: str) -> str:
+    """Print the attack's ``outcome`` (a Python expression) as one JSON line after :data:`OUTCOME`:
+    what it reached is observable on its own, whatever the letter it then answers."""
+    return f"import json as _json\nprint({OUTCOME!r} + _json.dumps({outcome}))"
+
+
+def _then_answers(trick: str) -> nbformat.NotebookNode:
+    """The wrong letters everywhere, then ``trick`` rebinds answer 1 after its literal: a grader that
+    ran the cell, or compared the value it left, would meet the trick's object, not the letter."""
+    nb = _notebook()
+    for cell in nb.cells:
+        if nbu.cell_id(cell) == "answer_q1":
+            cell.source += "\n" + trick
+    return nb
+
+
+def outcomes(root, student: str) -> list[object]:
+    """What the student's attack printed after :data:`OUTCOME` in its graded notebook (answer 1's cell)."""
+    nb = nbformat.read(root / "autograded" / student / A / NB, as_version=4)
+    cell = next(c for c in nb.cells if nbu.cell_id(c) == "answer_q1")
+    text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+    return [json.loads(line[len(OUTCOME) :]) for line in text.splitlines() if line.startswith(OUTCOME)]
 
 
 def _catalogue(course_root, port: int) -> dict[str, tuple[object, bool]]:
@@ -66,24 +89,24 @@ def _catalogue(course_root, port: int) -> dict[str, tuple[object, bool]]:
             f"'{course_root}/release/{A}/{NB}']\n"
             "_paths += glob.glob('/tmp/autograder-*/**/*.ipynb', recursive=True)\n"
             "_paths += glob.glob('/tmp/autograder-*/**/gradebook.db', recursive=True)\n"
-            "_seen = [p for p in _paths if os.path.exists(p)]\n" + _cheat_if("_seen"),
+            + _reports("[p for p in _paths if os.path.exists(p)]"),
             False,
         ),
         "read_other_submission": (
-            "import os\n" + _cheat_if(f"os.path.exists('{course_root}/submitted/honest_right/{A}/{NB}')"),
+            "import os\n" + _reports(f"os.path.exists('{course_root}/submitted/honest_right/{A}/{NB}')"),
             False,
         ),
         # -- writing what it must not, and the network -------------------------------------
         "write_everywhere": (
-            "_hits = 0\n"
+            "_hits = []\n"
             f"for _p in ['{course_root}/gradebook.db', '{course_root}/release/{A}/{NB}',\n"
             f"           '{course_root}/source/{A}/{NB}', '{course_root}/submitted/honest_right/{A}/{NB}']:\n"
             "    try:\n"
             "        with open(_p, 'ab') as _f:\n"
             "            _f.write(b'pwned')\n"
-            "        _hits += 1\n"
+            "        _hits.append(_p)\n"
             "    except OSError:\n"
-            "        pass\n" + _cheat_if("_hits"),
+            "        pass\n" + _reports("_hits"),
             False,
         ),
         "network": (
@@ -92,18 +115,21 @@ def _catalogue(course_root, port: int) -> dict[str, tuple[object, bool]]:
             f"    socket.create_connection(('127.0.0.1', {port}), timeout=3).close()\n"
             "    _net = True\n"
             "except OSError:\n"
-            "    _net = False\n" + _cheat_if("_net"),
+            "    _net = False\n" + _reports("_net"),
             False,
         ),
-        # -- faking a pass -----------------------------------------------------------------
+        # -- faking a pass: the trick's object is answer 1's last value, the wrong letter its only literal --
         "always_equal": (
-            "class _Yes:\n    def __eq__(self, other): return True\n    def __ne__(self, other): return False\n"
-            "    __hash__ = object.__hash__\nanswer_q1 = _Yes()",
+            _then_answers(
+                "class _Yes:\n    def __eq__(self, other): return True\n    def __ne__(self, other): return False\n"
+                "    __hash__ = object.__hash__\nanswer_q1 = _Yes()"
+            ),
             False,
         ),
         "lying_str": (
-            "class _S(str):\n    def __eq__(self, other): return True\n    __hash__ = str.__hash__\n"
-            f"answer_q1 = _S('{WRONG[1]}')",
+            _then_answers(
+                f"class _S(str):\n    def __eq__(self, other): return True\n    __hash__ = str.__hash__\nanswer_q1 = _S('{RIGHT[1]}')"
+            ),
             False,
         ),
         "patch_compare": (
@@ -273,6 +299,34 @@ def test_nothing_outside_the_sandbox_changed(batch):
     assert before == after, "source/, release/ or submitted/ changed while grading"
     assert not root.joinpath("gradebook.db").read_bytes().endswith(b"pwned")
     assert connections == [], "a submission reached the network"
+
+
+# What each attack on the sandbox reached, as it printed it: nothing. Each fails on its own the day
+# the defence goes (run the grader with --unsafe-no-sandbox and these lists fill).
+REACHED_NOTHING = {
+    "read_hidden_tests": [[]],
+    "read_other_submission": [False],
+    "write_everywhere": [[]],
+    "network": [False],
+}
+
+
+@pytest.mark.parametrize("student", sorted(REACHED_NOTHING))
+def test_each_attack_on_the_sandbox_ran_and_reached_nothing(batch, student):
+    root, *_ = batch
+    seen = outcomes(root, student)
+    assert seen == REACHED_NOTHING[student], f"{student} printed {seen}: it reached what it must not (or did not run)"
+
+
+@pytest.mark.parametrize("student", ["always_equal", "lying_str"])
+def test_a_value_that_lies_is_never_compared(batch, student):
+    """The object that equals anything is answer 1's last value; the judge reads the only literal, the
+    wrong letter, and says so with that letter's own message."""
+    root, *_ = batch
+    errors = nbu.cell_errors(root / "autograded" / student / A / NB)
+    assert errors.get("test_q1") == f"AssertionError: {practice_questions()[1].mistakes[WRONG[1]]}", errors.get(
+        "test_q1"
+    )
 
 
 def test_floods_are_capped(batch):

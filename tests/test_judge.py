@@ -122,16 +122,6 @@ WRONG = {n: wrong_letters(n)[0] for n in practice_letters()}
 
 # Tricks that act in the kernel. Each one answers every question wrongly.
 KERNEL_TRICKS = {
-    # The visible check's f-string calls repr(); this one publishes an execute_result, nbgrader's
-    # "partial credit" output.
-    "repr_publishes_result": (
-        "from IPython.display import publish_display_data\n"
-        "class Sneaky(str):\n"
-        "    def __repr__(self):\n"
-        "        get_ipython().display_pub.publish({'text/plain': '1.0'})\n"
-        "        return 'A'\n"
-        "answer_q1 = Sneaky('A')"
-    ),
     # Every error swallowed, and a line printed that looks like success.
     "custom_exc_swallows": (
         "def _quiet(shell, etype, evalue, tb, tb_offset=None):\n    print('ok')\n"
@@ -159,6 +149,20 @@ def test_kernel_tricks_and_forged_cells_decide_nothing(tmp_path):
     submissions = {"honest": practice_notebook(practice_letters()), "wrong": practice_notebook(WRONG)}
     for name, trick in KERNEL_TRICKS.items():
         submissions[name] = practice_notebook(WRONG, before_q1=trick)
+    # Answer 1's last value is the right letter in a str subclass whose repr (the visible check's
+    # f-string calls it) publishes an execute_result, nbgrader's "partial credit" output; its only
+    # literal is the wrong letter. A grader that ran the test in the kernel would give it the point.
+    sneaky = practice_notebook(WRONG)
+    for cell in sneaky.cells:
+        if nbu.cell_id(cell) == "answer_q1":
+            cell.source += (
+                "\nclass Sneaky(str):\n"
+                "    def __repr__(self):\n"
+                "        get_ipython().display_pub.publish({'text/plain': '1.0'})\n"
+                "        return str.__repr__(self)\n"
+                f"answer_q1 = Sneaky({practice_letters()[1]!r})"
+            )
+    submissions["repr_publishes_result"] = sneaky
     # Not a literal: the grader does not run code to find the answer.
     submissions["computed"] = practice_notebook(practice_letters())
     for cell in submissions["computed"].cells:
