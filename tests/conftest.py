@@ -21,31 +21,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("case", table.params())
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects, and before xdist reads the groups
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that uses a table's grades runs students' code in sandboxed kernels: it is slow, marked or not.
-
-    The suite runs on two xdist workers (``-n 2 --dist loadgroup`` in pyproject.toml), one group per
-    worker at a time: a test file is one group, so its module-scoped fixtures (a hub, a graded batch)
-    are made once; ``test_checks``' tests of an assignment join that assignment's table file, with
-    which they share the assignment's one nbgrader run (``harness.pipeline``).
-    """
+    """A test that uses a table's grades runs students' code in sandboxed kernels: it is slow, marked or not."""
     for item in items:
         grading = {"table_grades", "threaded_grades"} & set(getattr(item, "fixturenames", ()))
         if grading and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.slow)
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
-
-
-def _group(item: pytest.Item) -> str:
-    """The item's xdist group: its file, or the assignment whose nbgrader run it shares."""
-    stem = item.path.stem
-    assignment = getattr(getattr(item, "callspec", None), "params", {}).get("assignment")
-    if stem == "test_checks" and assignment:
-        return assignment
-    if stem.startswith("test_0"):  # test_01_lora_basics: the table of 01_lora_basics
-        return stem.removeprefix("test_")
-    return stem
 
 
 @pytest.fixture(scope="class")

@@ -35,9 +35,9 @@ in the same answer, nor a mistake that touches (uses) a cell another one of its 
 expected to lose: every failure is the doing of the mistake it is blamed on. All of them are judged
 through the judge's seam (:func:`autograder.commands.rehearsal.judge_notebooks`: the hidden tests run by the
 judge in this process, against one sandboxed kernel that has run only the setup and answer cells),
-with the right-differently student. One whole nbgrader run per table proves the seam is the
-pipeline: the right-differently student and the busiest mock student, graded by ``autograder
-grade``'s own machinery, get exactly the seam's scores and messages.
+with the right-differently student and the blank release. One whole nbgrader run per assignment
+proves the seam is the pipeline: the run ``autograder check`` makes (reference and blank) grades
+the right-differently student too, and it and the blank get exactly the seam's scores and messages.
 
 A cell that loses its points to a mistake through a bare exception instead of a teaching message is
 listed in ``untaught``: it must still score zero, and its (mistake, cell) case is a strict xfail that
@@ -61,7 +61,7 @@ import pytest
 from autograder import notebook as nbu
 from autograder.commands.check import CheckResult
 from autograder.commands.nbgrader_run import scratch_course
-from autograder.commands.rehearsal import Graded, grade_submissions, judge_notebooks, with_answers
+from autograder.commands.rehearsal import BLANK, Graded, judge_notebooks, with_answers
 from autograder.course import Course
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,24 +125,6 @@ def variant_notebooks(assignment: str, variants: dict[str, dict[str, str]]) -> d
     return {student: with_answers(nb, answers) for student, answers in variants.items()}
 
 
-def grade_answers(
-    assignment: str, variants: dict[str, dict[str, str]], env: Mapping[str, str] | None = None
-) -> dict[str, Graded]:
-    """Grade each variant in one whole nbgrader run (the pipeline): ``{student id: Graded}``."""
-    notebooks = variant_notebooks(assignment, variants)
-    submissions = {student: {f"{assignment}.ipynb": nb} for student, nb in notebooks.items()}
-    with environment(env or {}):
-        return grade_submissions(course(), assignment, submissions)
-
-
-def judge_answers(
-    assignment: str, variants: dict[str, dict[str, str]], env: Mapping[str, str] | None = None
-) -> dict[str, Graded]:
-    """Judge each variant through the judge's seam, one kernel for all: ``{student id: Graded}``."""
-    with environment(env or {}):
-        return judge_notebooks(course(), assignment, variant_notebooks(assignment, variants))
-
-
 @dataclass(frozen=True)
 class PipelineRun:
     """An assignment's one whole nbgrader run: ``autograder check``'s results by check name, and
@@ -159,17 +141,16 @@ _SCRATCH = tempfile.TemporaryDirectory(prefix="autograder-tests-")  # removed wh
 def pipeline(table: MistakeTable) -> PipelineRun:
     """The assignment's checks and its table's witnesses from one nbgrader run, made once per session.
 
-    The reference, the blank release and the table's witnesses (:meth:`MistakeTable.witnesses`)
-    are graded together by :func:`autograder.commands.check.assignment_checks`, the very run ``autograder
+    The reference, the blank release and the right-differently student (the table's witnesses,
+    :meth:`MistakeTable.witnesses`, with the blank) are graded together by :func:`autograder.commands.check.assignment_checks`, the very run ``autograder
     check`` makes, so the suite pays for one whole run per assignment."""
     from autograder.commands.check import assignment_checks
 
     a = table.assignment
     if a not in _PIPELINES:
-        variants = table.variants()
-        also = {
-            s: {f"{a}.ipynb": nb} for s, nb in variant_notebooks(a, {s: variants[s] for s in table.witnesses()}).items()
-        }
+        right = variant_notebooks(a, {RIGHT_STUDENT: table.variants()[RIGHT_STUDENT]})
+        also = {RIGHT_STUDENT: {f"{a}.ipynb": right[RIGHT_STUDENT]}}
+
         scratch = scratch_course(course(), Path(_SCRATCH.name) / a, [a])
         results, graded = assignment_checks(course(), a, scratch, also)
         _PIPELINES[a] = PipelineRun({r.check: r for r in results}, graded)
@@ -317,13 +298,17 @@ class MistakeTable:
         return {**right, **wrong}
 
     def grade(self) -> dict[str, Graded]:
-        """Every mock student and the right-differently one, judged through the judge's seam."""
-        return judge_answers(self.assignment, self.variants())
+        """Every mock student, the right-differently one and the blank release (``BLANK``: every
+        graded name a stub), judged through the judge's seam in one kernel."""
+        notebooks = variant_notebooks(self.assignment, self.variants())
+        notebooks[BLANK] = nbu.read_notebook(ROOT / "release" / self.assignment / f"{self.assignment}.ipynb")
+        return judge_notebooks(course(), self.assignment, notebooks)
 
-    def witnesses(self) -> tuple[str, str]:
-        """The students the whole pipeline grades too: the right-differently one, and the mock
-        student holding the most mistakes (the first such)."""
-        return RIGHT_STUDENT, max(self.students(), key=lambda s: len(self.students()[s]))
+    def witnesses(self) -> tuple[str, ...]:
+        """The students the whole pipeline grades besides the reference: the right-differently one
+        (every cell passing) and the blank release (every cell failing, each with its message),
+        which ``autograder check`` grades anyway."""
+        return RIGHT_STUDENT, BLANK
 
 
 class MistakeTests:
@@ -376,7 +361,7 @@ class MistakeTests:
 
     @pytest.mark.slow
     def test_the_whole_pipeline_gives_the_seams_verdicts(self, table_grades):
-        """The seam is the pipeline: the right-differently student and the busiest mock student, graded
+        """The seam is the pipeline: the right-differently student and the blank release, graded
         by the assignment's one whole nbgrader run (pool, sandbox, gradebook; the run ``autograder
         check`` makes, see :func:`pipeline`), get the seam's scores and messages."""
         t = self.table
