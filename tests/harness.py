@@ -370,7 +370,8 @@ class MistakeTests:
             seam, whole = table_grades[student], graded[student]
             assert {c.cell: c.score for c in whole.grade.cells} == {c.cell: c.score for c in seam.grade.cells}, student
             assert whole.grade.score == seam.grade.score and whole.grade.max_score == seam.grade.max_score, student
-            assert whole.errors == seam.errors, student
+            tests = points(t.assignment)  # the pipeline also records an answer cell's own error (a stub's)
+            assert {c: e for c, e in whole.errors.items() if c in tests} == seam.errors, student
             assert whole.review == seam.review == (), student
 
     @pytest.mark.slow
