@@ -16,19 +16,25 @@ ZYGOTE_FD = "AUTOGRADER_ZYGOTE_FD"  # set: this process forks the workers (see w
 PRELOAD = "AUTOGRADER_PRELOAD"  # the judge's import lines (JSON list), from the instructor's notebook
 
 
-def _decoded(cls, line: str):
-    data = json.loads(line)
-    if type(data) is not dict:
-        raise ValueError(f"a {cls.__name__} line must hold a JSON object")
-    names = {f.name for f in fields(cls)}
-    unknown = set(data) - names
-    if unknown:
-        raise ValueError(f"a {cls.__name__} line has unknown fields {sorted(unknown)}")
-    return cls(**data)
+class _Line:
+    """One message as one JSON line: every field of the dataclass, and nothing else on the way back."""
+
+    def to_line(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_line(cls, line: str):
+        data = json.loads(line)
+        if type(data) is not dict:
+            raise ValueError(f"a {cls.__name__} line must hold a JSON object")
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"a {cls.__name__} line has unknown fields {sorted(unknown)}")
+        return cls(**data)
 
 
 @dataclass(frozen=True)
-class Job:
+class Job(_Line):
     """Autograde ``student``'s ``assignment`` in the scratch course ``root`` (a folder of its own,
     holding the assignment's source, a gradebook with only that assignment and one submission)."""
 
@@ -40,16 +46,9 @@ class Job:
     memory: int | None = None  # bytes the kernel may use; None: GuardedExecute's default
     cpu: int | None = None  # CPU seconds the kernel may use; None: GuardedExecute's default
 
-    def to_line(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_line(cls, line: str) -> Job:
-        return _decoded(cls, line)
-
 
 @dataclass(frozen=True)
-class Reply:
+class Reply(_Line):
     """How one job ended: from the worker, or from the pool when the worker could not answer."""
 
     ok: bool
@@ -57,13 +56,6 @@ class Reply:
     student: str | None = None
     timed_out: bool = False  # the pool stopped it at its time limit
     crashed: bool = False  # the worker died, or broke a limit: it is replaced
-
-    def to_line(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_line(cls, line: str) -> Reply:
-        return _decoded(cls, line)
 
 
 @dataclass(frozen=True)
