@@ -143,8 +143,8 @@ def judge_notebooks(
     A call-judged assignment runs in one guarded, sandboxed kernel (the grading pipeline's own
     executor, probes included) that executes the first setup cell once, then each student's answer
     cells followed by the judge's verdicts on that student's tests: the teaching cells that load
-    models, train and plot feed no test. Every student redefines every graded name, so each verdict
-    is about that student's code. With ``shared_kernel=False`` each notebook gets a kernel of its
+    models, train and plot feed no test. The graded names are forgotten before each student, so
+    each verdict is about that student's code alone. With ``shared_kernel=False`` each notebook gets a kernel of its
     own (a hostile notebook's tampering must not reach the next). A literal-judged assignment (04)
     is read, never run. Scores follow nbgrader's rule for a test cell: an error costs all its points.
     ``cell_timeout`` (seconds) replaces the course's ``c.Execute.timeout``.
@@ -156,6 +156,7 @@ def judge_notebooks(
     (source_path,) = course.source_notebooks(assignment)
     source = nbu.read_notebook(source_path)
     sources = TestSources.from_notebook(source)
+    release = nbu.read_notebook(course.path("release", assignment, source_path.name))
     config = course_config(course)
     students = list(notebooks)
     if assignment in config.LiteralJudge.get("assignments", []):
@@ -175,7 +176,11 @@ def judge_notebooks(
     else:
         raise ValueError(f"{assignment} is judged by neither c.LiteralJudge nor c.GuardedExecute.call_judged")
     return {
-        student: Graded(_scored(assignment, student, source, source_path.name, errors), errors, tuple(review))
+        student: Graded(
+            _scored(assignment, student, source, source_path.name, errors, notebooks[student], release),
+            errors,
+            tuple(review),
+        )
         for student, (errors, review) in zip(students, outcomes)
     }
 
@@ -185,6 +190,7 @@ def _judged_in_one_kernel(course, assignment, stem, notebooks, sources, timeout,
     from autograder.commands.grade import review_reasons
     from autograder.execute.guarded import GuardedExecute
     from autograder.judge.shortcuts import REFUSED, refusals
+    from autograder.judge.sources import defined_names
 
     class OneKernel(GuardedExecute):
         """GuardedExecute over the students' cells one after another; each student's refused
@@ -206,10 +212,15 @@ def _judged_in_one_kernel(course, assignment, stem, notebooks, sources, timeout,
     combined.cells = cells_answers_need(combined, next(iter(sources.first_setup()), None))
     starts, refused, flags = {}, [], []
     table = REFUSED.get(assignment, {})
+    # Before each student, the graded names are forgotten: a stub that defines nothing (the blank
+    # release) must not inherit the previous student's functions.
+    forget = nbformat.v4.new_code_cell(
+        f"for __name in {defined_names(sources.answers)!r}:\n    globals().pop(__name, None)\ndel __name"
+    )
     for i, nb in enumerate(notebooks):
         cells = [c for c in nb.cells if c.cell_type == "code" and (nbu.is_answer_cell(c) or nbu.is_test_cell(c))]
         starts[len(combined.cells)] = i
-        combined.cells += copy.deepcopy(cells)
+        combined.cells += [copy.deepcopy(forget), *copy.deepcopy(cells)]
         refused.append(refusals([c.source for c in cells if nbu.is_answer_cell(c)], table))
         flags.append(({}, []))
     with tempfile.TemporaryDirectory(prefix="autograder-judge-") as tmp:
@@ -294,16 +305,23 @@ def cells_answers_need(nb, setup: str | None) -> list:
         chosen |= more
 
 
-def _scored(assignment: str, student: str, source, name: str, errors: dict[str, str]) -> SubmissionGrade:
-    """The grade nbgrader would record: each test cell its points unless it failed; hand-graded cells open."""
+def _scored(
+    assignment: str, student: str, source, name: str, errors: dict[str, str], submitted, release
+) -> SubmissionGrade:
+    """The grade nbgrader would record: each test cell its points unless it failed; a hand-graded
+    cell left as the release has it scores 0 (nbgrader's rule for an unanswered one), else waits."""
+    stubs = {nbu.cell_id(c): c.source for c in release.cells if nbu.cell_id(c)}
+    answered = {nbu.cell_id(c): c.source for c in submitted.cells if nbu.cell_id(c)}
     cells = []
     for c in source.cells:
         meta = nbu.nbgrader_meta(c)
         if not meta.get("grade"):
             continue
-        points = float(meta.get("points", 0))
-        auto = nbu.is_test_cell(c)
-        score = (0.0 if nbu.cell_id(c) in errors else points) if auto else None
-        cells.append(CellGrade(name, nbu.cell_id(c), score, points, auto))
+        cid, points, auto = nbu.cell_id(c), float(meta.get("points", 0)), nbu.is_test_cell(c)
+        if auto:
+            score = 0.0 if cid in errors else points
+        else:
+            score = 0.0 if answered.get(cid, stubs.get(cid)) == stubs.get(cid) else None
+        cells.append(CellGrade(name, cid, score, points, auto))
     total = sum(c.score or 0.0 for c in cells)
     return SubmissionGrade(assignment, student, total, sum(c.max_score for c in cells), tuple(cells))
