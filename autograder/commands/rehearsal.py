@@ -150,7 +150,7 @@ def judge_notebooks(
     ``cell_timeout`` (seconds) replaces the course's ``c.Execute.timeout``.
     """
     from autograder.commands.grade import course_config
-    from autograder.judge.literal import judge_cell, literal_answers
+    from autograder.judge.literal import judge_cell, notebook_answers
     from autograder.judge.sources import TestSources
 
     (source_path,) = course.source_notebooks(assignment)
@@ -162,9 +162,7 @@ def judge_notebooks(
     if assignment in config.LiteralJudge.get("assignments", []):
         outcomes = []
         for nb in notebooks.values():
-            # As LiteralJudge reads them: every code cell that is not one of the tests.
-            codes = [c.source for c in nb.cells if c.cell_type == "code" and nbu.cell_id(c) not in sources.tests]
-            answers = literal_answers(codes)
+            answers = notebook_answers(nb, sources.tests)  # as LiteralJudge reads them
             errors = {k: m for k, src in sources.tests.items() if (m := judge_cell(src, answers, k)) is not None}
             outcomes.append((errors, []))
     elif assignment in config.GuardedExecute.get("call_judged", []):

@@ -72,6 +72,14 @@ def judge_cell(source: str, answers: dict[str, Any], cell: str) -> str | None:
     return run_test(source, namespace, cell, answers)
 
 
+def notebook_answers(nb, tests: dict[str, str]) -> dict[str, Any]:
+    """The literal answers of a submitted notebook: read from every code cell that is not a test."""
+    sources = [
+        c.source for c in nb.cells if c.cell_type == "code" and cell_id(c) not in tests and isinstance(c.source, str)
+    ]
+    return literal_answers(sources)
+
+
 class LiteralJudge(NbGraderPreprocessor):
     """Replace the outputs of every test cell of a judged assignment with the judge's verdict."""
 
@@ -84,12 +92,7 @@ class LiteralJudge(NbGraderPreprocessor):
         if info.get("assignment") not in self.assignments:
             return nb, resources
         tests = TestSources.from_gradebook(info["db_url"], info["assignment"], info["notebook"]).tests
-        answer_sources = [
-            c.source
-            for c in nb.cells
-            if c.cell_type == "code" and cell_id(c) not in tests and isinstance(c.source, str)
-        ]
-        answers = literal_answers(answer_sources)
+        answers = notebook_answers(nb, tests)
         for cell in nb.cells:
             name = cell_id(cell)
             if cell.cell_type != "code" or name not in tests:
