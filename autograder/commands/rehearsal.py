@@ -15,12 +15,16 @@ Nothing here touches the real course's gradebook, ``submitted/`` or ``release/``
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
+import functools
 import itertools
+import multiprocessing
 import os
 import shutil
 import symtable
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,6 +139,7 @@ def judge_notebooks(
     sandbox: bool = True,
     shared_kernel: bool = True,
     cell_timeout: int | None = None,
+    kernels_at_once: int = 2,
 ) -> dict[str, Graded]:
     """Mock students' notebooks (``{student: notebook}``, the assignment's one notebook) judged
     directly: the judge of the course's configuration, the test sources from the instructor's source
@@ -147,7 +152,10 @@ def judge_notebooks(
     each verdict is about that student's code alone. With ``shared_kernel=False`` each notebook gets a kernel of its
     own (a hostile notebook's tampering must not reach the next). A literal-judged assignment (04)
     is read, never run. Scores follow nbgrader's rule for a test cell: an error costs all its points.
-    ``cell_timeout`` (seconds) replaces the course's ``c.Execute.timeout``.
+    ``cell_timeout`` (seconds) replaces the course's ``c.Execute.timeout``. Separate kernels run
+    ``kernels_at_once`` at a time, each group judged in a fresh process of its own (a kernel spends
+    most of its life importing on one core while its judge waits; threads will not do: two nbclient
+    sessions in one process lose each other's messages).
     """
     from autograder.commands.grade import course_config
     from autograder.judge.literal import judge_cell, notebook_answers
@@ -168,9 +176,22 @@ def judge_notebooks(
     elif assignment in config.GuardedExecute.get("call_judged", []):
         timeout = cell_timeout or int(config.Execute.get("timeout", 30) or 30)
         groups = [list(notebooks.values())] if shared_kernel else [[nb] for nb in notebooks.values()]
-        outcomes = []
-        for group in groups:
-            outcomes += _judged_in_one_kernel(course, assignment, source_path.stem, group, sources, timeout, sandbox)
+        judged = functools.partial(
+            _judged_in_one_kernel,
+            course,
+            assignment,
+            source_path.stem,
+            sources=sources,
+            timeout=timeout,
+            sandbox=sandbox,
+        )
+        with _autograde_execution():
+            if len(groups) == 1 or kernels_at_once <= 1:
+                outcomes = [outcome for group in groups for outcome in judged(group)]
+            else:
+                spawn = multiprocessing.get_context("spawn")  # a fork would copy torch's threads
+                with ProcessPoolExecutor(min(kernels_at_once, len(groups)), mp_context=spawn) as pool:
+                    outcomes = [outcome for group in pool.map(judged, groups) for outcome in group]
     else:
         raise ValueError(f"{assignment} is judged by neither c.LiteralJudge nor c.GuardedExecute.call_judged")
     return {
@@ -183,7 +204,22 @@ def judge_notebooks(
     }
 
 
-def _judged_in_one_kernel(course, assignment, stem, notebooks, sources, timeout, sandbox):
+@contextlib.contextmanager
+def _autograde_execution():
+    """``NBGRADER_EXECUTION=autograde`` for the kernels started inside (and the processes that start
+    them), as nbgrader's Autograde sets it."""
+    saved = os.environ.get("NBGRADER_EXECUTION")
+    os.environ["NBGRADER_EXECUTION"] = "autograde"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("NBGRADER_EXECUTION", None)
+        else:
+            os.environ["NBGRADER_EXECUTION"] = saved
+
+
+def _judged_in_one_kernel(course, assignment, stem, notebooks, *, sources, timeout, sandbox):
     """``[(errors by test cell, review reasons)]``, one per notebook, all judged in one kernel."""
     from autograder.commands.grade import review_reasons
     from autograder.execute.guarded import GuardedExecute
@@ -230,15 +266,7 @@ def _judged_in_one_kernel(course, assignment, stem, notebooks, sources, timeout,
             "metadata": {"path": str(course.path("release", assignment))},
             "unique_key": stem,
         }
-        saved = os.environ.get("NBGRADER_EXECUTION")
-        os.environ["NBGRADER_EXECUTION"] = "autograde"  # as nbgrader's Autograde sets it for its kernels
-        try:
-            executor.preprocess(combined, resources)
-        finally:
-            if saved is None:
-                os.environ.pop("NBGRADER_EXECUTION", None)
-            else:
-                os.environ["NBGRADER_EXECUTION"] = saved
+        executor.preprocess(combined, resources)
     ends = sorted(starts) + [len(combined.cells)]
     outcomes = []
     for i, (start, end) in enumerate(itertools.pairwise(ends)):
