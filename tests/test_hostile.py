@@ -238,7 +238,7 @@ def batch(tmp_path_factory, sandbox_ready):
         Course.load(root),
         A,
         None,
-        GradeSettings(jobs=2, cell_timeout=10, time_limit=90, memory=3 * 2**30),
+        GradeSettings(jobs=4, cell_timeout=10, time_limit=90, memory=3 * 2**30),
     )
     after = {name: _digest(root / name) for name in ("source", "release", "submitted")}
     stop.set()

@@ -115,11 +115,12 @@ def grade_submissions(
 
 
 def rehearsal_jobs() -> int:
-    """Parallel mock students: ``AUTOGRADER_JOBS``, else 2."""
+    """Parallel mock students: ``AUTOGRADER_JOBS``, else 3 (a rehearsal grades the reference, the
+    blank and at most a few more; their kernels mostly wait on imports)."""
     try:
-        return max(1, int(os.environ.get("AUTOGRADER_JOBS", "2")))
+        return max(1, int(os.environ.get("AUTOGRADER_JOBS", "3")))
     except ValueError:
-        return 2
+        return 3
 
 
 def reference_and_blank(
@@ -153,9 +154,9 @@ def judge_notebooks(
     own (a hostile notebook's tampering must not reach the next). A literal-judged assignment (04)
     is read, never run. Scores follow nbgrader's rule for a test cell: an error costs all its points.
     ``cell_timeout`` (seconds) replaces the course's ``c.Execute.timeout``. Separate kernels run
-    ``kernels_at_once`` at a time, each group judged in a fresh process of its own (a kernel spends
-    most of its life importing on one core while its judge waits; threads will not do: two nbclient
-    sessions in one process lose each other's messages).
+    ``kernels_at_once`` at a time, each judged in one of a pool of spawned processes kept between
+    calls (a kernel spends most of its life importing on one core while its judge waits; threads will
+    not do: two nbclient sessions in one process lose each other's messages).
     """
     from autograder.commands.grade import course_config
     from autograder.judge.literal import judge_cell, notebook_answers
@@ -185,13 +186,13 @@ def judge_notebooks(
             timeout=timeout,
             sandbox=sandbox,
         )
-        with _autograde_execution():
-            if len(groups) == 1 or kernels_at_once <= 1:
-                outcomes = [outcome for group in groups for outcome in judged(group)]
-            else:
-                spawn = multiprocessing.get_context("spawn")  # a fork would copy torch's threads
-                with ProcessPoolExecutor(min(kernels_at_once, len(groups)), mp_context=spawn) as pool:
-                    outcomes = [outcome for group in pool.map(judged, groups) for outcome in group]
+        if len(groups) == 1 or kernels_at_once <= 1:
+            outcomes = [outcome for group in groups for outcome in judged(group)]
+        else:
+            pool = _judging_pool(kernels_at_once)
+            environ = dict(os.environ)  # the caller's, now: the pool's processes started earlier
+            jobs = [pool.submit(_in_environment, environ, judged, group) for group in groups]
+            outcomes = [outcome for job in jobs for outcome in job.result()]
     else:
         raise ValueError(f"{assignment} is judged by neither c.LiteralJudge nor c.GuardedExecute.call_judged")
     return {
@@ -202,6 +203,24 @@ def judge_notebooks(
         )
         for student, (errors, review) in zip(students, outcomes)
     }
+
+
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+def _judging_pool(size: int) -> ProcessPoolExecutor:
+    """``size`` spawned processes that judge one kernel each at a time, kept for the next call: each
+    imports the judge's libraries once (a fork would copy torch's threads)."""
+    if size not in _POOLS:
+        _POOLS[size] = ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("spawn"))
+    return _POOLS[size]
+
+
+def _in_environment(environ: dict[str, str], judged, group: list) -> list:
+    """``judged(group)`` in a pool process, with the caller's environment (the kernels inherit it)."""
+    os.environ.clear()
+    os.environ.update(environ)
+    return judged(group)
 
 
 @contextlib.contextmanager
@@ -266,7 +285,8 @@ def _judged_in_one_kernel(course, assignment, stem, notebooks, *, sources, timeo
             "metadata": {"path": str(course.path("release", assignment))},
             "unique_key": stem,
         }
-        executor.preprocess(combined, resources)
+        with _autograde_execution():
+            executor.preprocess(combined, resources)
     ends = sorted(starts) + [len(combined.cells)]
     outcomes = []
     for i, (start, end) in enumerate(itertools.pairwise(ends)):

@@ -23,6 +23,8 @@ from autograder import wire
 from autograder.kernel import server
 
 CONNECT_SECONDS = 30  # how long the call server may take to connect, the kernel being idle
+# How long an interrupted call may take to stop: an honest one stops at once; never longer than a cell may run.
+INTERRUPT_GRACE = 30
 
 
 class CallSession:
@@ -129,7 +131,7 @@ class CallSession:
             if self._dead:
                 return
             run_sync(self.km.interrupt_kernel)()
-            if not run_sync(self._await_idle)(msg_id, 30) and not self._dead:
+            if not run_sync(self._await_idle)(msg_id, min(INTERRUPT_GRACE, self.timeout)) and not self._dead:
                 self._dead = "the kernel stopped answering: a call to the student's code ignored its time limit"
                 self._events.append(self._dead)
             return
