@@ -5,7 +5,8 @@ The map: each folder holds the code of one process, so a file's folder says wher
 - ``commands/`` **the command line** (``cli``: ``autograder build|check|grade|feedback|export|demo``):
   the only process that writes the course's real gradebook. ``grade`` takes submissions in, starts
   the pool and merges each result; ``check`` and ``rehearsal`` grade the instructor's own mock
-  students; ``feedback`` writes the students' pages; ``nbgrader_run`` runs nbgrader's commands.
+  students; ``feedback`` writes the students' pages; ``nbgrader_run`` runs nbgrader's commands;
+  ``terminal`` keeps student-controlled text from driving the instructor's terminal.
 - ``runner/`` **between the command line and its workers**: ``pool`` (the parent end: workers, time
   and disk limits, the zygote's parent end), ``worker`` (the child end: the zygote that imports once
   and forks, and the worker that autogrades one scratch course per job), ``intake`` (hostile
@@ -13,7 +14,8 @@ The map: each folder holds the code of one process, so a file's folder says wher
 - ``execute/`` **in a worker, around the student's kernel**: ``pipeline`` (nbgrader's autograde
   preprocessors as the course runs them), ``guarded`` (the executor: the sandboxed kernel, output
   caps, end-of-cell tokens), ``probes`` (the integrity probes), ``calls`` (the judge's socket session
-  with the kernel), ``sandbox`` (bubblewrap and resource limits).
+  with the kernel), ``sandbox`` (bubblewrap and resource limits), ``inert`` (the autograded
+  notebook made safe for the instructor's browser).
 - ``judge/`` **in a worker, the grader's own code**: ``call`` (test cells of 01, 02, 03 and 05 run
   here, calling the student's functions), ``literal`` (04's letters read from the notebook's text),
   ``verdict`` (one test cell's outcome), ``sources`` (the instructor's test and setup cells),

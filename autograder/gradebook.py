@@ -83,6 +83,15 @@ def source_code_cells(db_url: str, assignment: str, notebook: str) -> list[tuple
         ]
 
 
+def locked_text_sources(db_url: str, assignment: str, notebook: str) -> set[str]:
+    """The sources of the markdown and raw cells the instructor's source registered (its locked text)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(db_url) as gb:
+        nb = gb.find_notebook(notebook, assignment)
+        return {c.source for c in nb.source_cells if c.cell_type != "code"}
+
+
 def copy_due_date(real_db: Path, scratch_db: Path, assignment: str) -> None:
     """Give ``assignment`` in the scratch gradebook the real one's due date (nothing when it has none)."""
     from nbgrader.api import Gradebook, MissingEntry

@@ -40,10 +40,12 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
         json.loads(text)
     except json.JSONDecodeError as exc:
         raise CourseError(f"{path}: not a valid notebook (invalid JSON at line {exc.lineno}: {exc.msg})") from None
+    except RecursionError:  # a student's file nested thousands of levels deep
+        raise CourseError(f"{path}: not a valid notebook (nested too deeply)") from None
     try:
         nb = nbformat.reads(text, as_version=4)
-    except Exception as exc:  # nbformat raises several unrelated types for bad structure
-        raise CourseError(f"{path}: not a valid notebook ({type(exc).__name__}: {exc})") from None
+    except (Exception, RecursionError) as exc:  # nbformat raises several unrelated types for bad structure
+        raise CourseError(f"{path}: not a valid notebook ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(nb.get("cells"), list):
         raise CourseError(f"{path}: not a valid notebook (no list of cells)")
     return nb
@@ -55,7 +57,10 @@ def nbgrader_meta(cell) -> dict:
 
 
 def cell_id(cell) -> str | None:
-    return nbgrader_meta(cell).get("grade_id")
+    """The cell's nbgrader grade id; None when it has none, or one that is not a string (a
+    student's edited metadata can hold any JSON there)."""
+    grade_id = nbgrader_meta(cell).get("grade_id")
+    return grade_id if isinstance(grade_id, str) else None
 
 
 def is_test_cell(cell) -> bool:

@@ -34,10 +34,16 @@ __all__ = [
     "encode",
     "frame",
     "loads",
+    "parse_json",
 ]
 
 MAX_BYTES = 64 * 2**20  # one message, as JSON text
 MAX_DEPTH = 64
+# The grader's memory and CPU are not the student's to spend: a text may open at most this many
+# lists and objects (64 MiB of "[[],[],..." would be 16 million lists, gigabytes once parsed), and
+# a set or dict may hold at most MAX_HASHED members (colliding hashes make building one quadratic).
+MAX_CONTAINERS = 1_000_000
+MAX_HASHED = 4_096
 
 # Between the judge and the call server, each request and each answer is one frame: its length
 # (4 bytes, big-endian), then that many bytes of UTF-8 JSON. An empty frame ends the conversation.
@@ -193,6 +199,8 @@ def decode(data: Any, depth: int = 0, ref: Callable[[dict], Any] | None = None) 
         return float(items)
     if tag == "tuple" and type(items) is list:
         return tuple(decode(v, depth + 1, ref) for v in items)
+    if tag in ("set", "frozenset", "dict") and type(items) is list and len(items) > MAX_HASHED:
+        raise WireError(f"a {tag} of more than {MAX_HASHED} members")
     if tag in ("set", "frozenset") and type(items) is list:
         members = [decode(v, depth + 1, ref) for v in items]
         try:
@@ -246,13 +254,22 @@ def dumps(value: Any, ref: Callable[[Any], dict] | None = None) -> str:
 
 def loads(text: str, ref: Callable[[dict], Any] | None = None) -> Any:
     """The value in a JSON text from :func:`dumps`; anything else raises ``WireError``."""
-    if type(text) is not str or len(text) > MAX_BYTES:
+    return decode(parse_json(text), ref=ref)
+
+
+def parse_json(text: str | bytes, limit: int | None = None) -> Any:
+    """``json.loads`` of a text from the kernel, refused (``WireError``) when longer than ``limit``
+    (:data:`MAX_BYTES`), opening more than :data:`MAX_CONTAINERS` lists and objects, nested too deep
+    or not JSON."""
+    if type(text) not in (str, bytes) or len(text) > (MAX_BYTES if limit is None else limit):
         raise WireError("not a text, or too large")
+    opens = ("[", "{") if type(text) is str else (b"[", b"{")
+    if text.count(opens[0]) + text.count(opens[1]) > MAX_CONTAINERS:
+        raise WireError(f"more than {MAX_CONTAINERS} lists and objects")
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except (ValueError, RecursionError):
         raise WireError("not valid JSON") from None
-    return decode(data, ref=ref)
 
 
 def frame(data: bytes) -> bytes:

@@ -22,6 +22,7 @@ from practice import NB, A, practice_letters
 from practice import practice_notebook as _answers
 
 MAX = max_score(A)
+ESCAPING = "eve\x1b[2K\x1b[1A\u202e"  # an id that would erase the line above it and reverse the text
 Q_POINTS = {n: points(A)[f"test_q{n}"] for n in practice_letters()}
 
 
@@ -46,7 +47,8 @@ def _digest(folder) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def classroom(tmp_path_factory):
-    """A scratch course with four submissions: right, all-A, broken JSON, deleted cells."""
+    """A scratch course with five submissions: right, all-A, broken JSON, deleted cells, and right under
+    an id full of terminal escapes."""
     root = scratch_course(course(), tmp_path_factory.mktemp("classroom") / "course", [A])
     shutil.copytree(ROOT / "release" / A, root / "release" / A)
     _submit(root, "alice", _answers(_right))
@@ -55,6 +57,7 @@ def classroom(tmp_path_factory):
     deleted = _answers(_right)
     deleted.cells = [c for c in deleted.cells if nbu.cell_id(c) not in ("test_q3", "answer_q4")]
     _submit(root, "dave", deleted)
+    _submit(root, ESCAPING, _answers(_right))
     return root
 
 
@@ -81,6 +84,8 @@ def graded(classroom):
                 "dave",
                 "--student",
                 "ghost",
+                "--student",
+                ESCAPING,
             ]
         )
     after = {folder: _digest(classroom / folder) for folder in ("submitted", "release", "source")}
@@ -92,7 +97,10 @@ def test_grade_reports_each_bad_submission_on_one_line_and_exits_2(graded):
     status, _, err, *_ = graded
     assert status == 2
     lines = err.strip().splitlines()
-    assert any(line.startswith("autograder: carol:") and "not a valid notebook" in line for line in lines)
+    assert any(
+        line.startswith("autograder: carol: not graded:") and "not a valid notebook" in line and "flagged" in line
+        for line in lines
+    )
     assert any(line.startswith("autograder: dave:") and "answer_q4" in line and "test_q3" in line for line in lines)
     assert any(line.startswith("autograder: ghost:") and "no submission folder" in line for line in lines)
     assert len(lines) == 3, err
@@ -107,7 +115,7 @@ def test_broken_submissions_do_not_stop_the_others(graded):
     # dave's deleted test cell came back and still grades his (right) answer; his deleted
     # answer cell came back as the stub and earns nothing.
     assert scores["dave"] == MAX - Q_POINTS[4]
-    assert "carol" not in scores
+    assert scores["carol"] == 0  # recorded (and flagged), not left out of the gradebook
 
 
 @pytest.mark.slow
@@ -138,7 +146,8 @@ def test_export_writes_every_graded_submission(classroom, graded, tmp_path):
     target = tmp_path / "grades.csv"
     assert main(["--course", str(classroom), "export", "--out", str(target)]) == 0
     rows = list(csv.DictReader(target.open()))
-    assert {r["student_id"] for r in rows} == {"alice", "bob", "dave"}
+    assert {r["student_id"] for r in rows} == {"alice", "bob", "carol", "dave", ESCAPING}
+    assert next(r for r in rows if r["student_id"] == "carol")["flagged"] == "true"
     assert {r["assignment"] for r in rows} == {A}
     assert float(next(r for r in rows if r["student_id"] == "alice")["score"]) == MAX
 
@@ -218,3 +227,10 @@ def test_demo_builds_and_prints_the_score_table(tmp_path, capsys):
     assert (root / "release" / A / NB).is_file()
     assert re.search(rf"^{A}\s+reference\s+{MAX:g}\s+{MAX:g}$", out, re.M), out
     assert re.search(rf"^{A}\s+blank\s+0\s+{MAX:g}$", out, re.M), out
+
+
+@pytest.mark.slow
+def test_a_student_id_cannot_drive_the_instructors_terminal(graded):
+    _, out, err, *_ = graded
+    assert "\x1b" not in out + err and "\u202e" not in out + err
+    assert "eve\\x1b[2K\\x1b[1A\\u202e" in out, out

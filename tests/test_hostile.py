@@ -13,6 +13,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import shutil
 import socket
 import threading
@@ -21,7 +22,7 @@ import nbformat
 import pytest
 
 from autograder import notebook as nbu
-from autograder.commands.grade import GradeSettings, export_csv, grade
+from autograder.commands.grade import REFERENCE_STUDENT, GradeSettings, export_csv, grade
 from autograder.commands.nbgrader_run import scratch_course
 from autograder.course import Course
 from harness import ROOT, course, max_score, points
@@ -68,6 +69,20 @@ def outcomes(root, student: str) -> list[object]:
     return [json.loads(line[len(OUTCOME) :]) for line in text.splitlines() if line.startswith(OUTCOME)]
 
 
+# What the payloads call in the page that shows them: a mark the browser test looks for.
+_PWN = "(window.__pwned = window.__pwned || []).push"
+CSV_FORMULA_STUDENT = "=SUM(1+1)"  # a spreadsheet would evaluate this id
+SECRETS = {"HF_TOKEN": "hf_grader_secret", "COURSE_DB_PASSWORD": "grader-password"}  # in the grader's environment
+
+
+def _deeply_nested() -> bytes:
+    """A notebook file nested 100,000 levels deep: the JSON parser's recursion limit, not a notebook."""
+    depth = 100_000
+    return (
+        '{"cells": [], "metadata": {"x": ' + "[" * depth + "]" * depth + '}, "nbformat": 4, "nbformat_minor": 5}'
+    ).encode()
+
+
 def _catalogue(course_root, port: int) -> dict[str, tuple[object, bool]]:
     """student -> (notebook or source for answer 1, whether the grader must flag it)."""
     peek = (
@@ -76,6 +91,17 @@ def _catalogue(course_root, port: int) -> dict[str, tuple[object, bool]]:
         "    m = re.search(r'expect_choice\\((answer_q\\d+), \"(\\w)\"', ''.join(lines))\n"
         "    return [f'{m.group(1)} = \"{m.group(2)}\"\\n'] if m else lines\n"
     )
+    scripted = _notebook(
+        "from IPython.display import HTML, Javascript, display\n"
+        f"display(HTML('<img src=x onerror=\"{_PWN}(\\'html\\')\"><script>{_PWN}(\\'html-script\\')</script>'))\n"
+        f"display(Javascript('{_PWN}(\\'javascript\\')'))"
+    )
+    scripted.cells.append(
+        nbformat.v4.new_markdown_cell(f'<script>{_PWN}("markdown")</script>\n\n[click](javascript:{_PWN}("link"))')
+    )
+    scripted.cells.append(nbformat.v4.new_raw_cell(f'<script>{_PWN}("raw")</script>', metadata={"format": "text/html"}))
+    list_id = _notebook()
+    list_id.cells.append(nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {"grade_id": ["a", "b"]}}))
     edited = _notebook()
     for cell in edited.cells:
         if nbu.cell_id(cell) == "test_q1":
@@ -107,6 +133,11 @@ def _catalogue(course_root, port: int) -> dict[str, tuple[object, bool]]:
             "        _hits.append(_p)\n"
             "    except OSError:\n"
             "        pass\n" + _reports("_hits"),
+            False,
+        ),
+        "reads_secrets": (
+            "import os\n"
+            + _reports("sorted(k for k in os.environ if any(w in k for w in ('TOKEN', 'SECRET', 'PASSWORD')))"),
             False,
         ),
         "network": (
@@ -190,6 +221,13 @@ def _catalogue(course_root, port: int) -> dict[str, tuple[object, bool]]:
         "memory_bomb": ("_blocks = []\nwhile True:\n    _blocks.append(bytearray(256 * 2**20))", False),
         "output_flood": ("import sys\nfor _ in range(40):\n    sys.stdout.write('x' * 1_000_000)", False),
         "edit_locked_cells": (edited, False),
+        # -- the instructor's browser: HTML and JavaScript in outputs, markdown and raw cells -------
+        "scripts_for_the_instructor": (scripted, False),
+        # -- stopping everyone's grading: each must cost its own student only ----------------
+        "deeply_nested": (_deeply_nested(), True),
+        "list_grade_id": (list_id, False),
+        REFERENCE_STUDENT: ("", False),  # the id of the grader's own reference check
+        CSV_FORMULA_STUDENT: ("", False),
     }
 
 
@@ -225,21 +263,33 @@ def batch(tmp_path_factory, sandbox_ready):
         "honest_right": _notebook(letters=RIGHT),
         "honest_half": _notebook(letters={n: RIGHT[n] if n <= 5 else WRONG[n] for n in RIGHT}),
         **{
-            name: (nb if isinstance(nb, nbformat.NotebookNode) else _notebook(nb))
+            name: (nb if isinstance(nb, nbformat.NotebookNode | bytes) else _notebook(nb))
             for name, (nb, _) in catalogue.items()
         },
     }
     for student, nb in submissions.items():
         folder = root / "submitted" / student / A
         folder.mkdir(parents=True)
-        nbformat.write(nb, folder / NB)
+        if isinstance(nb, bytes):
+            (folder / NB).write_bytes(nb)
+        else:
+            nbformat.write(nb, folder / NB)
     before = {name: _digest(root / name) for name in ("source", "release", "submitted")}
-    run = grade(
-        Course.load(root),
-        A,
-        None,
-        GradeSettings(jobs=4, cell_timeout=10, time_limit=90, memory=3 * 2**30),
-    )
+    saved = {name: os.environ.get(name) for name in SECRETS}
+    os.environ.update(SECRETS)
+    try:
+        run = grade(
+            Course.load(root),
+            A,
+            None,
+            GradeSettings(jobs=4, cell_timeout=10, time_limit=90, memory=3 * 2**30),
+        )
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     after = {name: _digest(root / name) for name in ("source", "release", "submitted")}
     stop.set()
     listener.close()
@@ -304,6 +354,7 @@ def test_nothing_outside_the_sandbox_changed(batch):
 # What each attack on the sandbox reached, as it printed it: nothing. Each fails on its own the day
 # the defence goes (run the grader with --unsafe-no-sandbox and these lists fill).
 REACHED_NOTHING = {
+    "reads_secrets": [[]],
     "read_hidden_tests": [[]],
     "read_other_submission": [False],
     "write_everywhere": [[]],
@@ -333,3 +384,67 @@ def test_floods_are_capped(batch):
     root, *_ = batch
     autograded = root / "autograded" / "output_flood" / A / NB
     assert autograded.stat().st_size < 2_000_000
+
+
+def test_a_spreadsheet_reads_every_student_id_as_text(batch):
+    """A student id that starts like a formula reaches the export with a leading apostrophe."""
+    root, *_ = batch
+    ids = [r["student_id"] for r in csv.DictReader(io.StringIO(export_csv(Course.load(root))))]
+    assert "'" + CSV_FORMULA_STUDENT in ids and CSV_FORMULA_STUDENT not in ids, ids
+    assert not [i for i in ids if i.startswith(("=", "+", "-", "@"))], ids
+
+
+def test_an_unreadable_notebook_costs_its_own_student_only(batch):
+    """The notebook nested too deeply for the JSON parser is zero and flagged, with the reason."""
+    _, run, *_ = batch
+    (nested,) = [g for g in run.grades if g.student == "deeply_nested"]
+    assert nested.score == 0 and nested.flagged
+    assert any("nested too deeply" in r for r in run.review["deeply_nested"]), run.review["deeply_nested"]
+
+
+def test_the_formgrader_page_runs_none_of_the_students_scripts(batch, tmp_path):
+    """The autograded notebook rendered as the formgrader renders it (nbconvert's HTML exporter with
+    nbgrader's ``formgrade`` template), opened in headless Chromium: no payload ran."""
+    from nbconvert.exporters import HTMLExporter
+    from nbgrader.server_extensions.formgrader import handlers
+
+    from e2e_support.browser import CHROMIUM, CHROMIUM_ARGS, missing_requirement
+
+    missing = missing_requirement()
+    if missing:
+        pytest.fail(missing, pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    root, *_ = batch
+    exporter = HTMLExporter(template_name="formgrade", extra_template_basedirs=[handlers.template_path])
+    resources = {
+        "assignment_id": A,
+        "notebook_id": NB.removesuffix(".ipynb"),
+        "submission_id": "x",
+        "index": 0,
+        "total": 1,
+        "base_url": "",
+        "student": "scripts_for_the_instructor",
+        "last_name": "",
+        "first_name": "",
+        "notebook_path": "",
+    }
+    page_html, _ = exporter.from_filename(
+        str(root / "autograded" / "scripts_for_the_instructor" / A / NB), resources=resources
+    )
+    assert "<script>(window.__pwned" not in page_html
+    path = tmp_path / "page.html"
+    path.write_text(page_html)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(path.as_uri(), wait_until="load")
+            page.wait_for_timeout(500)
+            for link in page.locator("a[href]").all():
+                if "pwned" in (link.get_attribute("href") or ""):
+                    link.click()
+            ran = page.evaluate("window.__pwned || []")
+        finally:
+            browser.close()
+    assert ran == [], f"the instructor's page ran the student's scripts: {ran}"

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +79,17 @@ def test_jobs_and_replies_cross_as_one_typed_json_line_each():
     for bad in ("[1]", '{"root": "/r"}', '{"root": "/r", "assignment": "a", "student": "s", "evil": 1}'):
         with pytest.raises((ValueError, TypeError)):
             Job.from_line(bad)
+
+
+def test_a_worker_holds_no_more_memory_than_it_is_given(tmp_path):
+    """The judge runs in the worker: its data is capped (RLIMIT_DATA), in the zygote's forks too."""
+    zygote = Zygote(dict(worker_env(1, memory=3 * 2**30), **{PRELOAD: "[]"}), tmp_path / "zygote.log")
+    worker = Worker({}, tmp_path / "w.log", zygote)
+    try:
+        worker.run(BAD_JOB, limit=120)
+        limits = Path(f"/proc/{worker.proc.pid}/limits").read_text()
+        line = next(line for line in limits.splitlines() if line.startswith("Max data size"))
+        assert line.split()[3:5] == [str(3 * 2**30)] * 2, line
+    finally:
+        worker.stop(kill=True)
+        zygote.stop()

@@ -74,21 +74,29 @@ def test_disk_usage_counts_bytes_and_gives_up_past_the_cap(tmp_path):
 
 
 def test_a_submission_that_fills_the_disk_is_stopped_and_flagged(tmp_path):
+    """Filling its /tmp, or the folder that holds its kernel's sockets (the one place outside its
+    working folder it can write), each counts against the job's disk budget."""
     root = scratch_course(course(), tmp_path / "course", ["04_practice"])
     shutil.copytree(ROOT / "release" / "04_practice", root / "release" / "04_practice")
     nb = nbformat.read(ROOT / "release" / "04_practice" / "04_practice.ipynb", as_version=4)
-    for cell in nb.cells:
-        cid = nbu.cell_id(cell) or ""
-        if cid == "answer_q1":
-            cell.source = (
-                "import time\nwith open('/tmp/filler', 'wb') as f:\n"
-                "    for _ in range(120):\n        f.write(b'0' * 2**20)\n        f.flush()\n"
-                "time.sleep(20)\nanswer_q1 = 'B'"
-            )
-    folder = root / "submitted" / "filler" / "04_practice"
-    folder.mkdir(parents=True)
-    nbformat.write(nb, folder / "04_practice.ipynb")
-    run = grade(Course.load(root), "04_practice", settings=GradeSettings(jobs=1, disk=64 * 2**20))
-    (filler,) = run.grades
-    assert filler.score == 0 and filler.flagged, run.problems
-    assert "to disk" in saved_review(Course.load(root), "04_practice", "filler")[0]
+    targets = {
+        "filler": "'/tmp/filler'",
+        "socket_filler": "os.path.join(os.path.dirname(get_connection_file()), 'filler')",
+    }
+    for student, target in targets.items():
+        for cell in nb.cells:
+            if nbu.cell_id(cell) == "answer_q1":
+                cell.source = (
+                    "import os, time\nfrom ipykernel.connect import get_connection_file\n"
+                    f"with open({target}, 'wb') as f:\n"
+                    "    for _ in range(120):\n        f.write(b'0' * 2**20)\n        f.flush()\n"
+                    "time.sleep(20)\nanswer_q1 = 'B'"
+                )
+        folder = root / "submitted" / student / "04_practice"
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / "04_practice.ipynb")
+    run = grade(Course.load(root), "04_practice", settings=GradeSettings(jobs=2, disk=64 * 2**20))
+    assert {g.student for g in run.grades} == set(targets)
+    for g in run.grades:
+        assert g.score == 0 and g.flagged, (g.student, run.problems)
+        assert "to disk" in saved_review(Course.load(root), "04_practice", g.student)[0], g.student

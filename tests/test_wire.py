@@ -162,3 +162,22 @@ def test_a_tensor_dtype_is_read_from_a_fixed_table_never_looked_up(monkeypatch):
     assert looked_up == []
     back = wire.loads(wire.dumps(torch.ones(2, dtype=torch.bfloat16)))
     assert back.dtype == torch.bfloat16
+
+
+def test_what_would_spend_the_graders_memory_or_cpu_is_refused_at_once():
+    """A kernel's answer may not make the judge build millions of containers, nor a set or dict whose
+    members all hash alike (building it is quadratic): each is refused in well under a second."""
+    import time
+
+    many_lists = "[" + ",".join(["[]"] * (wire.MAX_CONTAINERS + 1)) + "]"
+    colliding = {"$": "set", "v": [n * (2**61 - 1) for n in range(150_000)]}  # all hash to 0
+    big_dict = {"$": "dict", "v": [[n, n] for n in range(wire.MAX_HASHED + 1)]}
+    for text in (many_lists, json.dumps(colliding), json.dumps(big_dict)):
+        start = time.perf_counter()
+        with pytest.raises(wire.WireError):
+            wire.loads(text)
+        assert time.perf_counter() - start < 1.0
+    with pytest.raises(wire.WireError):  # the envelope the call server frames, read the same way
+        wire.parse_json(many_lists.encode())
+    # At the caps, plain data still crosses.
+    assert wire.loads(json.dumps({"$": "set", "v": list(range(wire.MAX_HASHED))})) == set(range(wire.MAX_HASHED))

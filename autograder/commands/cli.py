@@ -16,6 +16,7 @@ from autograder.commands.feedback import generate_feedback
 from autograder.commands.grade import GradeSettings, GradingEnvironmentError, export_csv, grade, sandbox_setting
 from autograder.commands.nbgrader_run import NbgraderFailed, generate, scratch_course
 from autograder.commands.rehearsal import BLANK, REFERENCE, reference_and_blank
+from autograder.commands.terminal import inert_output
 from autograder.course import Course, CourseError
 from autograder.notebook import read_notebook
 
@@ -180,6 +181,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    with inert_output():  # student ids and messages are printed: no escape sequence reaches the terminal
+        return _run(args)
+
+
+def _run(args) -> int:
     try:
         course = Course.load(args.course)
         return args.func(course, args)

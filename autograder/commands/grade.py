@@ -22,7 +22,7 @@ from autograder.execute import sandbox
 from autograder.gradebook import SubmissionGrade, read_grades
 from autograder.runner.intake import IntakeError, copy_submission
 from autograder.runner.pool import Zygote, run_jobs, start_workers
-from autograder.runner.protocol import PRELOAD, Job, JobResult
+from autograder.runner.protocol import PRELOAD, WORKER_MEMORY, Job, JobResult
 
 REPORT_FILE = "autograder-report.json"
 # The instructor's own solutions, graded beside the students as a check of this environment.
@@ -88,7 +88,7 @@ def inspect_submission(course: Course, assignment: str, student: str, folder: Pa
         try:
             submitted = nbu.read_notebook(path)
         except CourseError as exc:
-            return False, [f"{student}: {exc}; not graded"]
+            return False, [str(exc)]
         expected = nbu.graded_cell_ids(nbu.read_notebook(source_path))
         counts = Counter(nbu.graded_cell_ids(submitted))
         missing = [cid for cid in expected if counts[cid] == 0]
@@ -113,6 +113,7 @@ class GradeSettings:
     cell_timeout: int | None = None  # seconds per cell; None: c.Execute.timeout of the course
     time_limit: float | None = None  # seconds per submission; None: derived from the cell timeout
     memory: int = 16 * 2**30
+    worker_memory: int = 8 * 2**30  # the grader's own worker (nbgrader and the judge), per job
     cpu: int = 3600
     disk: int = 4 * 2**30  # bytes one submission may write: its working folder, /tmp and /dev/shm
     # A submission that takes longer than slow_factor x the reference's time (and at least
@@ -242,10 +243,13 @@ def _record_failure(course: Course, assignment: str, student: str, why: str) -> 
     (dest / REPORT_FILE).write_text(json.dumps({"review": [why], "integrity": {}}, indent=1))
 
 
-def worker_env(jobs: int) -> dict[str, str]:
+def worker_env(jobs: int, memory: int | None = None) -> dict[str, str]:
     """The workers' environment: with N jobs, each kernel's math libraries get cores / N threads
-    (unless OMP_NUM_THREADS is set), so parallel torch kernels do not oversubscribe the CPU."""
+    (unless OMP_NUM_THREADS is set), so parallel torch kernels do not oversubscribe the CPU; each
+    worker holds at most ``memory`` bytes of data."""
     env = clean_env()
+    if memory:
+        env[WORKER_MEMORY] = str(memory)
     if jobs > 1 and "OMP_NUM_THREADS" not in env:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     return env
@@ -264,24 +268,28 @@ def grade(
     (assignment,) = course.resolve([assignment])
     run = GradeRun()
     candidates = find_students(course, assignment, students, run)
-    if REFERENCE_STUDENT in candidates:
-        raise CourseError(f"a submission folder is named {REFERENCE_STUDENT!r}, the name the grader's own check uses")
     cell_timeout = settings.cell_timeout or _cell_timeout(course)
     limit = settings.time_limit or max(600.0, 4.0 * cell_timeout)
     with tempfile.TemporaryDirectory(prefix="autograder-grade-") as tmp:
         tmp_path = Path(tmp)
         gradeable, taken_in, refused = [], {}, {}
         for student in candidates:
+            # Whatever one submission does to intake or inspection costs that student alone.
             try:
                 taken_in[student] = take_in(course, assignment, student, tmp_path / "intake" / student)
+                ok, problems = inspect_submission(course, assignment, student, taken_in[student])
             except IntakeError as exc:
                 refused[student] = f"not graded: the submission folder was refused: {exc}"
                 continue
-            ok, problems = inspect_submission(course, assignment, student, taken_in[student])
+            except (Exception, RecursionError) as exc:
+                refused[student] = f"not graded: the submission could not be read ({type(exc).__name__})"
+                continue
+            if not ok:  # an unreadable notebook: zero and flagged, like a refused folder
+                refused[student] = f"not graded: {'; '.join(problems)}"
+                continue
             run.problems += problems
-            if ok:
-                gradeable.append(student)
-        env = worker_env(settings.jobs)
+            gradeable.append(student)
+        env = worker_env(settings.jobs, settings.worker_memory)
         env[PRELOAD] = json.dumps(judge_preload(course, assignment))
         check = settings.check_reference and bool(gradeable)
         zygote = Zygote(env, tmp_path / "zygote.log")
@@ -292,13 +300,25 @@ def grade(
             with ThreadPoolExecutor(max_workers=1) as background:
                 registered = background.submit(generate, course.root, assignment, tmp_path / "release")
                 template = _template(course, assignment, tmp_path / "template", registered)
-            jobs = [(s, _job_folder(assignment, s, taken_in[s], template, tmp_path / "jobs" / s)) for s in gradeable]
+            students = tmp_path / "jobs" / "students"
+            jobs = []
+            for s in gradeable:
+                try:
+                    jobs.append((s, _job_folder(assignment, s, taken_in[s], template, students / s)))
+                except OSError as exc:  # this student's files alone
+                    refused[s] = f"not graded: the submission could not be copied for grading ({type(exc).__name__})"
+            # The reference job is known by the folder the grader made for it, never by a student
+            # id: a submission filed under REFERENCE_STUDENT is graded as anyone else's.
+            reference_root = tmp_path / "jobs" / "reference"
             if check:  # first in the queue, so that a broken environment stops the run early
                 reference = course.path("source", assignment)
-                folder = _job_folder(
-                    assignment, REFERENCE_STUDENT, reference, template, tmp_path / "jobs" / "_reference"
+                jobs.insert(
+                    0,
+                    (
+                        REFERENCE_STUDENT,
+                        _job_folder(assignment, REFERENCE_STUDENT, reference, template, reference_root),
+                    ),
                 )
-                jobs.insert(0, (REFERENCE_STUDENT, folder))
         except BaseException:
             for worker in workers:
                 worker.stop(kill=True)
@@ -339,7 +359,7 @@ def grade(
         reference_seconds: list[float] = []
 
         def collect(result: JobResult) -> None:
-            if result.student != REFERENCE_STUDENT:
+            if result.root != reference_root:
                 finished.append(result)
                 return
             reference_seconds.append(result.seconds)
@@ -394,6 +414,16 @@ def grade(
     return run
 
 
+# A spreadsheet evaluates a field that starts with one of these (OWASP's list for CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def spreadsheet_text(text: str) -> str:
+    """A text field a spreadsheet shows as text: a leading apostrophe before what would start a
+    formula (a student id ``=HYPERLINK(...)``, a review reason quoting a student's message)."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
 def export_csv(course: Course) -> str:
     """Every submission in the gradebook as CSV rows, in course order."""
     out = io.StringIO()
@@ -405,13 +435,13 @@ def export_csv(course: Course) -> str:
         for g in read_grades(course.root, assignment):
             writer.writerow(
                 [
-                    assignment,
-                    g.student,
+                    spreadsheet_text(assignment),
+                    spreadsheet_text(g.student),
                     f"{g.score:g}",
                     f"{g.max_score:g}",
                     str(g.needs_manual).lower(),
                     str(g.flagged).lower(),
-                    " | ".join(saved_review(course, assignment, g.student)),
+                    spreadsheet_text(" | ".join(saved_review(course, assignment, g.student))),
                 ]
             )
     return out.getvalue()

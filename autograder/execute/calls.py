@@ -9,7 +9,6 @@ interrupted, and a kernel that ignores the interrupt is given up. Runs in the gr
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import secrets
@@ -47,8 +46,8 @@ class CallSession:
             self._end_session()
             return
         try:
-            answer = json.loads(reply)
-        except (ValueError, RecursionError):
+            answer = wire.parse_json(reply, limit=wire.MAX_FRAME)
+        except wire.WireError:
             return  # not an answer: the judge reports none
         hook(answer)
 

@@ -62,6 +62,9 @@ class GuardedExecute(CallSession, Execute):
         "",
         help="Where the kernel's working, /tmp and /dev/shm folders are made (the job's folder, watched for disk use).",
     ).tag(config=True)
+    socket_root = Unicode(
+        "", help="Where the kernel's socket folder is made (short, watched for disk use); empty: the system's /tmp."
+    ).tag(config=True)
     call_judged = List(
         Unicode(),
         [],
@@ -148,6 +151,8 @@ class GuardedExecute(CallSession, Execute):
         km = super().create_kernel_manager()
         km.sandbox = self.sandbox
         km.workdir = self._workdir
+        if self.socket_root:
+            km.use_socket_root(self.socket_root)
         km.memory_limit = self.memory_limit
         km.cpu_limit = self.cpu_limit
         return km

@@ -1,4 +1,5 @@
-"""nbgrader's autograde pipeline as the course runs it: the guarded executor, then the literal judge.
+"""nbgrader's autograde pipeline as the course runs it: the guarded executor, the literal judge, and
+the autograded notebook made inert for the instructor's browser.
 
 ``nbgrader_config.py`` installs it for nbgrader's own commands (the formgrader's Autograde button);
 the grading workers (:mod:`autograder.runner.worker`) install it for ``autograder grade``.
@@ -21,6 +22,7 @@ def guarded_autograde_preprocessors() -> list:
     )
 
     from autograder.execute.guarded import GuardedExecute
+    from autograder.execute.inert import InertContent
     from autograder.judge.literal import LiteralJudge
 
     return [
@@ -29,6 +31,7 @@ def guarded_autograde_preprocessors() -> list:
         IgnorePattern,
         ClearMetadataPreprocessor,
         LimitOutput,
+        InertContent,
         SaveAutoGrades,
         AssignLatePenalties,
         CheckCellMetadata,

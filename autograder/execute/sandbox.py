@@ -43,9 +43,28 @@ ETC_FILES = (
     "/etc/mime.types",
     "/etc/matplotlibrc",
 )
-# Only these reach the kernel from the grader's environment (tokens and the like stay outside).
-ENV_KEEP_PREFIXES = ("LC_", "COURSE_", "HF_", "TRANSFORMERS_", "OMP_", "MKL_", "CUDA_", "NVIDIA_")
-ENV_KEEP = ("LANG", "TZ", "MPLBACKEND", "PYTHONHASHSEED", "NBGRADER_EXECUTION", "PYDEVD_DISABLE_FILE_VALIDATION")
+# Only these exact names reach the kernel from the grader's environment: a prefix would let in
+# whatever an instructor's shell happens to hold (HF_TOKEN, COURSE_DB_PASSWORD), and a student's
+# exception message could carry it back onto their feedback page.
+ENV_KEEP = (
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "MPLBACKEND",
+    "PYTHONHASHSEED",
+    "NBGRADER_EXECUTION",
+    "PYDEVD_DISABLE_FILE_VALIDATION",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "CUDA_VISIBLE_DEVICES",
+    "NVIDIA_VISIBLE_DEVICES",
+    "HF_HOME",
+    "HF_HUB_CACHE",
+)
+# Never passed on, whatever the name around them (a later addition to ENV_KEEP included).
+SECRET_WORDS = ("TOKEN", "SECRET", "KEY", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
 
 
 @dataclass(frozen=True)
@@ -167,7 +186,7 @@ def readonly_paths() -> list[str]:
 
 
 def kernel_env(env: dict[str, str], home: str) -> dict[str, str]:
-    kept = {k: v for k, v in env.items() if k in ENV_KEEP or k.startswith(ENV_KEEP_PREFIXES)}
+    kept = {k: v for k, v in env.items() if k in ENV_KEEP and not any(w in k.upper() for w in SECRET_WORDS)}
     kept.update(
         HOME=home,
         PATH=os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
@@ -262,6 +281,14 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self.sandbox:
             # Unix sockets: the kernel has no network namespace in common with the grader.
             self.transport = "ipc"
+            self.ip = os.path.join(self._socket_dir, "kernel")
+        self.connection_file = os.path.join(self._socket_dir, "connection.json")
+
+    def use_socket_root(self, root: str) -> None:
+        """Keep the kernel's sockets in a folder made inside ``root`` (before the kernel starts)."""
+        shutil.rmtree(self._socket_dir, ignore_errors=True)
+        self._socket_dir = tempfile.mkdtemp(prefix="k-", dir=root)
+        if self.sandbox:
             self.ip = os.path.join(self._socket_dir, "kernel")
         self.connection_file = os.path.join(self._socket_dir, "connection.json")
 

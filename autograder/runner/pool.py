@@ -10,13 +10,16 @@ transformers, PEFT: several seconds of CPU) once, instead of once per worker.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +27,12 @@ from pathlib import Path
 
 from autograder.runner import worker as worker_module
 from autograder.runner.protocol import RESULT, RESULT_FD, ZYGOTE_FD, Job, JobResult, Reply
+
+
+def _job_disk_usage(job: Job, cap: int) -> int:
+    """Bytes the job's kernel wrote: its folder and its socket folder."""
+    used = disk_usage(Path(job.root), cap)
+    return used + (disk_usage(Path(job.sockets), cap) if job.sockets and used <= cap else 0)
 
 
 def disk_usage(root: Path, cap: int, max_files: int = 100_000) -> int:
@@ -221,7 +230,7 @@ class Worker:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return Reply(ok=False, error=f"exceeded its time limit of {limit:g} s", timed_out=True)
-            if disk_limit is not None and disk_usage(Path(job.root), disk_limit) > disk_limit:
+            if disk_limit is not None and _job_disk_usage(job, disk_limit) > disk_limit:
                 return Reply(ok=False, error=f"wrote more than {disk_limit / 2**30:g} GiB to disk", crashed=True)
             ready, _, _ = select.select([self._results], [], [], min(remaining, 2.0))
             if ready:
@@ -291,7 +300,13 @@ def run_jobs(
                 if worker is None:
                     worker = Worker(env, log_dir / f"worker-{number}.log", zygote)
                 start = time.monotonic()
-                answer = worker.run(make_job(student, root), limit, disk_limit)
+                sockets = tempfile.mkdtemp(prefix="ag-")
+                try:
+                    answer = worker.run(
+                        dataclasses.replace(make_job(student, root), sockets=sockets), limit, disk_limit
+                    )
+                finally:  # whatever the kernel left there, killed or not
+                    shutil.rmtree(sockets, ignore_errors=True)
                 if answer.timed_out or answer.crashed:
                     worker.stop(kill=True)
                     worker = None

@@ -13,6 +13,8 @@ from pathlib import Path
 RESULT = "AUTOGRADER-RESULT "  # the prefix of a reply line on the result pipe
 RESULT_FD = "AUTOGRADER_RESULT_FD"  # set: the descriptor of the worker's result pipe
 ZYGOTE_FD = "AUTOGRADER_ZYGOTE_FD"  # set: this process forks the workers (see worker.zygote)
+# bytes of data a worker (the judge included) may hold: what a kernel's answers make it build is capped
+WORKER_MEMORY = "AUTOGRADER_WORKER_MEMORY"
 PRELOAD = "AUTOGRADER_PRELOAD"  # the judge's import lines (JSON list), from the instructor's notebook
 
 
@@ -45,6 +47,9 @@ class Job(_Line):
     sandbox: bool = True
     memory: int | None = None  # bytes the kernel may use; None: GuardedExecute's default
     cpu: int | None = None  # CPU seconds the kernel may use; None: GuardedExecute's default
+    # The folder for the kernel's sockets: short (a Unix socket path has ~100 bytes), made and
+    # removed by the pool, and counted in the job's disk use (the kernel can write there).
+    sockets: str | None = None
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,13 @@ import gc
 import json
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
 import traceback
 
-from autograder.runner.protocol import PRELOAD, RESULT, RESULT_FD, ZYGOTE_FD, Job, Reply
+from autograder.runner.protocol import PRELOAD, RESULT, RESULT_FD, WORKER_MEMORY, ZYGOTE_FD, Job, Reply
 
 
 def preload(lines: list[str]) -> None:
@@ -63,6 +64,8 @@ def grade_job(job: Job) -> Reply:
     cfg.GuardedExecute.sandbox = bool(job.sandbox)
     cfg.GuardedExecute.report_file = os.path.join(root, "integrity.json")
     cfg.GuardedExecute.scratch_root = root  # the pool watches this folder's disk use
+    if job.sockets:
+        cfg.GuardedExecute.socket_root = job.sockets  # and this one's
     if job.memory:
         cfg.GuardedExecute.memory_limit = int(job.memory)
     if job.cpu:
@@ -174,8 +177,15 @@ def zygote(control: socket.socket) -> int:
             os.close(fd)
 
 
+def limit_memory(limit: str | None) -> None:
+    """This process's data (heap and private mappings) capped at ``limit`` bytes; forked workers inherit it."""
+    if limit:
+        resource.setrlimit(resource.RLIMIT_DATA, (int(limit), int(limit)))
+
+
 def main() -> int:
     os.environ.pop("NBGRADER_EXECUTION", None)
+    limit_memory(os.environ.pop(WORKER_MEMORY, None))
     control = os.environ.pop(ZYGOTE_FD, None)
     # Results go to a private pipe, never to stdout, which anything might write to.
     out = None if control else os.fdopen(int(os.environ.pop(RESULT_FD, "1")), "w")
