@@ -178,9 +178,13 @@ def zygote(control: socket.socket) -> int:
 
 
 def limit_memory(limit: str | None) -> None:
-    """This process's data (heap and private mappings) capped at ``limit`` bytes; forked workers inherit it."""
+    """This process's data (heap and private mappings) capped at ``limit`` bytes; forked workers inherit it.
+
+    Only the soft limit: the kernels this worker starts inherit it, and the sandbox must be able to
+    give them their own (``--memory``), which may be larger."""
     if limit:
-        resource.setrlimit(resource.RLIMIT_DATA, (int(limit), int(limit)))
+        _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        resource.setrlimit(resource.RLIMIT_DATA, (int(limit), hard))
 
 
 def main() -> int:
