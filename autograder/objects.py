@@ -167,18 +167,35 @@ def trainable_numel(model: Any) -> int:
 
 
 def stored_tensors(module: Any) -> dict[str, tuple[str, int, int]]:
-    """What ``module`` keeps: ``{name: (dtype, numel, bytes)}`` for its parameters, its buffers and the
-    tensors held as plain attributes of it or of its submodules (a packed 4-bit weight may be any)."""
+    """What ``module`` keeps: ``{name: (dtype, numel, bytes)}`` for its parameters, its buffers and
+    every other tensor held by it or its submodules, as an attribute (``_``-prefixed ones included) or
+    inside a list, tuple or dict there (a packed 4-bit weight may be any of them)."""
     if _is_remote(module):
         return _helper(module, "stored_tensors", module)
     import torch
 
     found: dict[str, Any] = dict(module.named_parameters())
     found.update(dict(module.named_buffers()))
+    seen = {id(t) for t in found.values()}
+
+    def keep(name: str, value: Any, depth: int) -> None:
+        # Every attribute, ``_codes`` as much as ``codes``, and tensors inside lists, tuples and dicts:
+        # a layer cannot keep its full-precision weight where the count does not look.
+        if isinstance(value, torch.Tensor):
+            if id(value) not in seen:
+                seen.add(id(value))
+                found[name] = value
+        elif depth < 3 and isinstance(value, list | tuple):
+            for i, item in enumerate(value[:10_000]):
+                keep(f"{name}[{i}]", item, depth + 1)
+        elif depth < 3 and isinstance(value, dict):
+            for key, item in list(value.items())[:10_000]:
+                keep(f"{name}[{key!r}]", item, depth + 1)
+
     for prefix, sub in module.named_modules():
         for key, value in vars(sub).items():
-            if isinstance(value, torch.Tensor) and not key.startswith("_"):
-                found.setdefault(f"{prefix}.{key}" if prefix else key, value)
+            if key not in ("_modules", "_parameters", "_buffers"):  # counted above, by their own names
+                keep(f"{prefix}.{key}" if prefix else key, value, 0)
     return {
         name: (str(t.dtype).removeprefix("torch."), int(t.numel()), int(t.numel() * t.element_size()))
         for name, t in found.items()

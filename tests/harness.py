@@ -48,10 +48,9 @@ mistakes with ``OMP_NUM_THREADS`` at 1 and at 2. 04_practice's letters and messa
 
 from __future__ import annotations
 
-import os
 import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 from pathlib import Path
@@ -103,21 +102,6 @@ def answer_cells(assignment: str) -> tuple[str, ...]:
     return tuple(nbu.cell_id(c) for c in source_notebook(assignment).cells if nbu.is_answer_cell(c))
 
 
-@contextmanager
-def environment(variables: Mapping[str, str]) -> Iterator[None]:
-    """``os.environ`` with ``variables`` set, restored afterwards (the grader passes it to its kernels)."""
-    saved = {k: os.environ.get(k) for k in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def variant_notebooks(assignment: str, variants: dict[str, dict[str, str]]) -> dict:
     """``{student: notebook}``: the source notebook (reference solutions) with each variant's answers
     (``{answer grade id: replacement source}``) in place; answers a variant leaves out stay right."""
@@ -134,27 +118,48 @@ class PipelineRun:
     graded: dict[str, Graded]
 
 
-_PIPELINES: dict[str, PipelineRun] = {}
+_PIPELINES: dict[str, Future] = {}
+_THREADED: dict[int, dict[str, dict[str, Graded]]] = {}  # id(table) -> thread count -> grades
 _SCRATCH = tempfile.TemporaryDirectory(prefix="autograder-tests-")  # removed when the session ends
+# The whole runs are made one after another in this thread, while the tests go on: a run spends much
+# of its time in nbgrader's and the kernels' start-up, when a core is free for the seam's work.
+_BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline")
 
 
 def pipeline(table: MistakeTable) -> PipelineRun:
     """The assignment's checks and its table's witnesses from one nbgrader run, made once per session.
 
     The reference, the blank release and the right-differently student (the table's witnesses,
-    :meth:`MistakeTable.witnesses`, with the blank) are graded together by :func:`autograder.commands.check.assignment_checks`, the very run ``autograder
-    check`` makes, so the suite pays for one whole run per assignment."""
+    :meth:`MistakeTable.witnesses`, with the blank) are graded together by
+    :func:`autograder.commands.check.assignment_checks`, the very run ``autograder check`` makes, so
+    the suite pays for one whole run per assignment. Waits for the run when
+    :func:`start_pipelines` began it in the background."""
+    start_pipelines([table])
+    return _PIPELINES[table.assignment].result()
+
+
+def start_pipelines(tables: list[MistakeTable]) -> None:
+    """Begin the whole runs of these tables' assignments in the background, in this order (the
+    collected tests that need them call it: see ``conftest.py``)."""
+    for table in tables:
+        if table.assignment not in _PIPELINES:
+            _PIPELINES[table.assignment] = _BACKGROUND.submit(_pipeline_run, table)
+
+
+def stop_pipelines() -> None:
+    """Start no more background runs (the session is ending); the one running finishes."""
+    _BACKGROUND.shutdown(wait=False, cancel_futures=True)
+
+
+def _pipeline_run(table: MistakeTable) -> PipelineRun:
     from autograder.commands.check import assignment_checks
 
     a = table.assignment
-    if a not in _PIPELINES:
-        right = variant_notebooks(a, {RIGHT_STUDENT: table.variants()[RIGHT_STUDENT]})
-        also = {RIGHT_STUDENT: {f"{a}.ipynb": right[RIGHT_STUDENT]}}
-
-        scratch = scratch_course(course(), Path(_SCRATCH.name) / a, [a])
-        results, graded = assignment_checks(course(), a, scratch, also)
-        _PIPELINES[a] = PipelineRun({r.check: r for r in results}, graded)
-    return _PIPELINES[a]
+    right = variant_notebooks(a, {RIGHT_STUDENT: table.variants()[RIGHT_STUDENT]})
+    also = {RIGHT_STUDENT: {f"{a}.ipynb": right[RIGHT_STUDENT]}}
+    scratch = scratch_course(course(), Path(_SCRATCH.name) / a, [a])
+    results, graded = assignment_checks(course(), a, scratch, also)
+    return PipelineRun({r.check: r for r in results}, graded)
 
 
 def require_sandbox() -> None:
@@ -297,12 +302,21 @@ class MistakeTable:
         }
         return {**right, **wrong}
 
-    def grade(self) -> dict[str, Graded]:
+    def grade(self, environment: dict[str, str] | None = None) -> dict[str, Graded]:
         """Every mock student, the right-differently one and the blank release (``BLANK``: every
-        graded name a stub), judged through the judge's seam in one kernel."""
+        graded name a stub), judged through the judge's seam in one kernel (with ``environment``'s
+        variables set in it)."""
         notebooks = variant_notebooks(self.assignment, self.variants())
         notebooks[BLANK] = nbu.read_notebook(ROOT / "release" / self.assignment / f"{self.assignment}.ipynb")
-        return judge_notebooks(course(), self.assignment, notebooks)
+        return judge_notebooks(course(), self.assignment, notebooks, environment=environment)
+
+    def grade_each_thread_count(self) -> dict[str, dict[str, Graded]]:
+        """``{n: grades}`` with ``OMP_NUM_THREADS`` at 1 and at 2, the two kernels judged at once."""
+        if id(self) not in _THREADED:
+            with ThreadPoolExecutor(2) as both:
+                runs = {n: both.submit(self.grade, {"OMP_NUM_THREADS": n}) for n in ("1", "2")}
+                _THREADED[id(self)] = {n: run.result() for n, run in runs.items()}
+        return _THREADED[id(self)]
 
     def witnesses(self) -> tuple[str, ...]:
         """The students the whole pipeline grades besides the reference: the right-differently one

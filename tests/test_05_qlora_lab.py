@@ -228,6 +228,19 @@ WRONG = {
             "test_QLoRALinear_double_quant": "73,728 bytes",
         },
     ),
+    # The unpacked codes kept under a private name, with a zero "packed" buffer as a decoy: the count
+    # of what the layer stores sees every attribute.
+    "codes_hidden_unpacked": (
+        "QLoRALinear",
+        layer(
+            (
+                'self.register_buffer("packed", (codes[0::2] << 4) | codes[1::2])',
+                'self._codes = codes\n        self.register_buffer("packed", torch.zeros(len(codes) // 2, dtype=torch.uint8))',
+            ),
+            (UNPACK, "codes = torch.stack([self._codes.long()], dim=1)"),
+        ),
+        {"test_QLoRALinear_structure": "pack two 4-bit codes into every uint8"},
+    ),
     "A_not_trained": (
         "QLoRALinear",
         layer(

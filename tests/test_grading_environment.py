@@ -124,7 +124,7 @@ def test_a_submission_that_stalls_is_flagged_against_the_reference_time(tmp_path
     nb = _wrong_answers()
     for cell in nb.cells:
         if nbu.cell_id(cell) == "answer_q1":
-            cell.source = "import time\ntime.sleep(12)\n" + cell.source
+            cell.source = "import time\ntime.sleep(8)\n" + cell.source
     folder = root / "submitted" / "staller" / A
     folder.mkdir(parents=True)
     nbformat.write(nb, folder / NB)

@@ -561,11 +561,7 @@ def test_a_call_that_never_returns_fails_its_test_and_the_rest_are_still_graded(
     it are graded as usual; "deaf" ignores the interrupt, and the kernel is given up (the rest score
     zero) without holding the grader for more than its time limits."""
     source = nbformat.read(ROOT / "source" / L / f"{L}.ipynb", as_version=4)
-    students = {
-        "reference": source,
-        "loops": with_answers(
-            source, {"full_param_count": _hangs_once("            while True:\n                pass")}
-        ),
+    students = {  # the longest first: the three are judged two at a time
         "deaf": with_answers(
             source,
             {
@@ -577,6 +573,10 @@ def test_a_call_that_never_returns_fails_its_test_and_the_rest_are_still_graded(
                     "                    pass"
                 )
             },
+        ),
+        "reference": source,
+        "loops": with_answers(
+            source, {"full_param_count": _hangs_once("            while True:\n                pass")}
         ),
     }
     graded = judge_notebooks(course(), L, students, shared_kernel=False, cell_timeout=10)

@@ -70,7 +70,70 @@ METRICS = ("sklearn.metrics",)
     ],
 )
 def test_each_way_of_writing_the_shortcut_is_found(cells, name, used):
-    assert refused_functions(cells, METRICS) == {name: (used, "sklearn.metrics")}
+    found = refused_functions(cells, METRICS)
+    assert found[name] == (used, "sklearn.metrics")
+    assert set(found) <= {name, "score"}  # `score = metrics.f1_score` is itself refused
+
+
+# Six ways round the reading above, each of which once earned points unflagged.
+@pytest.mark.parametrize(
+    ("cells", "name", "used"),
+    [
+        (
+            [
+                "import sklearn.metrics as m\ndef _lib():\n    return m\n",
+                "def f1(p, r):\n    return _lib().f1_score(p, r)\n",
+            ],
+            "f1",
+            "_lib (which uses sklearn.metrics)",
+        ),
+        (
+            ["%time x = 1\nfrom sklearn.metrics import f1_score\ndef f1(p, r):\n    return f1_score(p, r)\n"],
+            "f1",
+            "sklearn.metrics.f1_score",
+        ),
+        (
+            ["%%capture\nfrom sklearn.metrics import f1_score\ndef f1(p, r):\n    return f1_score(p, r)\n"],
+            "f1",
+            "sklearn.metrics.f1_score",
+        ),
+        (
+            ["# " + "x" * 100_001 + "\n", "def f1(p, r):\n    return 0.0\n"],
+            "f1",
+            "a cell over 100,000 characters",
+        ),
+        (
+            [
+                "if True:\n    def f1(p, r):\n        from sklearn.metrics import f1_score\n        return f1_score(p, r)\n"
+            ],
+            "f1",
+            "import sklearn.metrics",
+        ),
+        (
+            ["from sklearn.metrics import *\ndef f1(p, r):\n    return f1_score(p, r)\n"],
+            "f1",
+            "from sklearn.metrics import *",
+        ),
+        (
+            ["from sklearn.metrics import confusion_matrix as _cm\nconfusion_matrix = _cm\n"],
+            "confusion_matrix",
+            "sklearn.metrics.confusion_matrix",
+        ),
+    ],
+    ids=[
+        "helper-returns-module",
+        "magic-line",
+        "cell-magic",
+        "oversized-cell",
+        "def-under-if",
+        "star-import",
+        "rebound-name",
+    ],
+)
+def test_the_ways_round_a_first_reading_are_found(cells, name, used):
+    found = refused_functions(cells, METRICS)
+    assert name in found, found
+    assert found[name][0].startswith(used.split(" (")[0]), found[name]
 
 
 @pytest.mark.parametrize(
@@ -130,3 +193,15 @@ def test_the_message_names_the_function_the_module_and_what_to_do_instead():
     assert "macro_f1 uses sklearn.metrics.f1_score" in message
     assert "without sklearn.metrics" in message and "your own accuracy, precision, recall and f1" in message
     assert refusals(["import sklearn.metrics\n"], {}) == {}
+
+
+def test_a_graded_helper_passes_no_refusal_on():
+    """nf4_quantize is judged with the grader's nf4_levels in place of the student's: a student's
+    nf4_levels that calls bitsandbytes costs its own test, not nf4_quantize's."""
+    cells = [
+        "import bitsandbytes.functional as F\ndef nf4_levels():\n    return F.get_4bit_type('nf4')\n",
+        "def nf4_quantize(x):\n    return (x - nf4_levels()).abs().argmin()\n",
+    ]
+    modules = ("bitsandbytes",)
+    assert set(refused_functions(cells, modules, graded={"nf4_levels", "nf4_quantize"})) == {"nf4_levels"}
+    assert set(refused_functions(cells, modules)) == {"nf4_levels", "nf4_quantize"}  # a plain helper would

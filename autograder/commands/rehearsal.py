@@ -141,6 +141,7 @@ def judge_notebooks(
     shared_kernel: bool = True,
     cell_timeout: int | None = None,
     kernels_at_once: int = 2,
+    environment: dict[str, str] | None = None,
 ) -> dict[str, Graded]:
     """Mock students' notebooks (``{student: notebook}``, the assignment's one notebook) judged
     directly: the judge of the course's configuration, the test sources from the instructor's source
@@ -156,7 +157,9 @@ def judge_notebooks(
     ``cell_timeout`` (seconds) replaces the course's ``c.Execute.timeout``. Separate kernels run
     ``kernels_at_once`` at a time, each judged in one of a pool of spawned processes kept between
     calls (a kernel spends most of its life importing on one core while its judge waits; threads will
-    not do: two nbclient sessions in one process lose each other's messages).
+    not do: two nbclient sessions in one process lose each other's messages). With ``environment``,
+    the kernels run with those variables set, judged in a pool process (so that several calls, from
+    threads of the caller, can judge at once).
     """
     from autograder.commands.grade import course_config
     from autograder.judge.literal import judge_cell, notebook_answers
@@ -186,11 +189,11 @@ def judge_notebooks(
             timeout=timeout,
             sandbox=sandbox,
         )
-        if len(groups) == 1 or kernels_at_once <= 1:
+        if environment is None and (len(groups) == 1 or kernels_at_once <= 1):
             outcomes = [outcome for group in groups for outcome in judged(group)]
         else:
-            pool = _judging_pool(kernels_at_once)
-            environ = dict(os.environ)  # the caller's, now: the pool's processes started earlier
+            pool = _judging_pool(max(1, kernels_at_once))
+            environ = {**os.environ, **(environment or {})}  # the caller's, now: the pool started earlier
             jobs = [pool.submit(_in_environment, environ, judged, group) for group in groups]
             outcomes = [outcome for job in jobs for outcome in job.result()]
     else:
@@ -274,7 +277,8 @@ def _judged_in_one_kernel(course, assignment, stem, notebooks, *, sources, timeo
         cells = [c for c in nb.cells if c.cell_type == "code" and (nbu.is_answer_cell(c) or nbu.is_test_cell(c))]
         starts[len(combined.cells)] = i
         combined.cells += [copy.deepcopy(forget), *copy.deepcopy(cells)]
-        refused.append(refusals([c.source for c in cells if nbu.is_answer_cell(c)], table))
+        answer_sources = [c.source for c in cells if nbu.is_answer_cell(c)]
+        refused.append(refusals(answer_sources, table, graded=defined_names(sources.answers)))
         flags.append(({}, []))
     with tempfile.TemporaryDirectory(prefix="autograder-judge-") as tmp:
         executor = OneKernel(

@@ -139,7 +139,11 @@ class GuardedExecute(CallSession, Execute):
             [setup[k] for k in first],
             defined_names(answers),
             self._kernel_call,
-            refused=refusals(student, self.shortcuts.get(info["assignment"], REFUSED.get(info["assignment"], {}))),
+            refused=refusals(
+                student,
+                self.shortcuts.get(info["assignment"], REFUSED.get(info["assignment"], {})),
+                graded=defined_names(answers),
+            ),
         )
 
     def _copy_data(self, src: Path, dest: Path) -> None:
