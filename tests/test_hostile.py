@@ -282,7 +282,8 @@ def batch(tmp_path_factory, sandbox_ready):
             Course.load(root),
             A,
             None,
-            GradeSettings(jobs=4, cell_timeout=10, time_limit=90, memory=3 * 2**30),
+            # A stuck kernel is given up well before a submission's 40 s.
+            GradeSettings(jobs=4, cell_timeout=10, time_limit=40, memory=3 * 2**30),
         )
     finally:
         for name, value in saved.items():
