@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -49,6 +53,41 @@ def test_a_kernel_cannot_make_more_processes_than_its_limit(tmp_path):
     assert "stopped at" in text, text
     started = int(text.split("stopped at")[1].split()[0])
     assert started < sandbox.Limits.tasks, text
+
+
+def test_a_finished_kernel_leaves_no_process_group_nor_socket_folder(tmp_path, monkeypatch):
+    made: list = []
+    monkeypatch.setattr(
+        sandbox, "pids_group", lambda limit, make=sandbox.pids_group: made.append(make(limit)) or made[-1]
+    )
+    folders: list = []
+    mkdtemp = sandbox.tempfile.mkdtemp
+    monkeypatch.setattr(sandbox.tempfile, "mkdtemp", lambda *a, **k: folders.append(mkdtemp(*a, **k)) or folders[-1])
+    # Children still running when the kernel is killed: the group cannot be removed until they die.
+    _outputs(tmp_path, "import subprocess\nkids = [subprocess.Popen(['sleep', '60']) for _ in range(5)]")
+    assert made and made[0] is not None and folders
+    assert not made[0].exists(), "the kernel's pids cgroup was left behind"
+    assert not any(Path(f).exists() for f in folders), "the kernel's socket folder was left behind"
+    unused = sandbox.SandboxedKernelManager()  # a manager whose kernel never starts
+    del unused
+    assert not Path(folders[-1]).exists(), "a manager that never started a kernel left its socket folder"
+
+
+def test_making_a_group_removes_stale_empty_ones_and_no_other():
+    stale, fresh, busy = (sandbox.pids_group(10) for _ in range(3))
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        (busy / "cgroup.procs").write_text(str(sleeper.pid))
+        old = time.time() - 2 * sandbox.STALE_GROUP_SECONDS
+        for group in (stale, busy):
+            os.utime(group, (old, old))
+        newest = sandbox.pids_group(10)
+        assert not stale.exists(), "an empty group left by a killed worker was kept"
+        assert fresh.exists() and busy.exists(), "a group still in use (new, or with a process) was removed"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert all(sandbox.release_group(g) for g in (fresh, busy, newest))
 
 
 def test_tmp_and_shm_are_folders_on_disk_not_memory(tmp_path):

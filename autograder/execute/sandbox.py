@@ -13,12 +13,16 @@ a private folder, so no TCP port is opened either.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,12 +112,54 @@ def pids_group(limit: int) -> Path | None:
     root = pids_cgroup_root()
     if root is None:
         return None
+    _sweep_groups(root)
     try:
         group = Path(tempfile.mkdtemp(prefix="autograder-kernel-", dir=root))
         (group / "pids.max").write_text(str(limit))
     except OSError:
         return None
     return group
+
+
+STALE_GROUP_SECONDS = 300
+
+
+def _sweep_groups(root: Path) -> None:
+    """Remove the empty kernel groups left by workers that were killed before their clean-up ran.
+
+    Only groups older than :data:`STALE_GROUP_SECONDS` are touched: a new group is empty for the
+    moment between its creation and its kernel's start. A group with a process in it cannot be
+    removed, so a running kernel's group is safe."""
+    now = time.time()
+    for group in root.glob("autograder-kernel-*"):
+        with contextlib.suppress(OSError):
+            if now - group.stat().st_mtime > STALE_GROUP_SECONDS:
+                group.rmdir()
+
+
+def release_group(group: Path, patience: float = 2.0) -> bool:
+    """Kill whatever is left in a kernel's pids cgroup and remove the group; True once it is gone.
+
+    A killed sandbox's processes take a moment to die, and a group with a process in it cannot be
+    removed: a bare ``rmdir`` right after the kill left one group behind per kernel."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            group.rmdir()
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+        try:
+            pids = [int(p) for p in (group / "cgroup.procs").read_text().split()]
+        except (OSError, ValueError):
+            pids = []
+        for pid in pids:  # only the sandbox's own processes are ever placed in its group
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
 
 
 @functools.lru_cache(maxsize=1)
@@ -277,7 +323,7 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self._socket_dir = tempfile.mkdtemp(prefix="autograder-kernel-")
+        self._set_socket_dir(tempfile.mkdtemp(prefix="autograder-kernel-"))
         if self.sandbox:
             # Unix sockets: the kernel has no network namespace in common with the grader.
             self.transport = "ipc"
@@ -286,11 +332,19 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     def use_socket_root(self, root: str) -> None:
         """Keep the kernel's sockets in a folder made inside ``root`` (before the kernel starts)."""
-        shutil.rmtree(self._socket_dir, ignore_errors=True)
-        self._socket_dir = tempfile.mkdtemp(prefix="k-", dir=root)
+        self._remove_socket_dir()
+        self._set_socket_dir(tempfile.mkdtemp(prefix="k-", dir=root))
         if self.sandbox:
             self.ip = os.path.join(self._socket_dir, "kernel")
         self.connection_file = os.path.join(self._socket_dir, "connection.json")
+
+    def _set_socket_dir(self, path: str) -> None:
+        # Removed with the manager even when no kernel ever starts (or its clean-up never runs).
+        self._socket_dir = path
+        self._socket_dir_finalizer = weakref.finalize(self, shutil.rmtree, path, ignore_errors=True)
+
+    def _remove_socket_dir(self) -> None:
+        self._socket_dir_finalizer()
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw):
         env = dict(kw.get("env") or os.environ)
@@ -312,9 +366,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
         if not restart:
-            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._remove_socket_dir()
             if getattr(self, "_group", None) is not None:
-                try:
-                    self._group.rmdir()  # empty once the kernel and its children are gone
-                except OSError:
-                    pass
+                release_group(self._group)
+                self._group = None
