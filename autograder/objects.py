@@ -25,6 +25,7 @@ __all__ = [
     "minilm_encoder",
     "module_types",
     "set_tensor",
+    "stored_tensor",
     "stored_tensors",
     "trainable_numel",
     "type_name",
@@ -44,6 +45,7 @@ KERNEL_HELPERS = (
     "grads_after",
     "module_types",
     "set_tensor",
+    "stored_tensor",
     "stored_tensors",
     "trainable_numel",
     "with_globals",
@@ -172,6 +174,24 @@ def stored_tensors(module: Any) -> dict[str, tuple[str, int, int]]:
     inside a list, tuple or dict there (a packed 4-bit weight may be any of them)."""
     if _is_remote(module):
         return _helper(module, "stored_tensors", module)
+    return {
+        name: (str(t.dtype).removeprefix("torch."), int(t.numel()), int(t.numel() * t.element_size()))
+        for name, t in _tensors_kept(module).items()
+    }
+
+
+def stored_tensor(module: Any, name: str) -> Any:
+    """A copy of the tensor that :func:`stored_tensors` lists under ``name`` (what a layer really
+    keeps there, to be checked against what it computes)."""
+    if _is_remote(module):
+        return _helper(module, "stored_tensor", module, name)
+    kept = _tensors_kept(module)
+    if name not in kept:
+        raise KeyError(f"the layer keeps no tensor named {name!r}")
+    return kept[name].detach().clone()
+
+
+def _tensors_kept(module: Any) -> dict[str, Any]:
     import torch
 
     found: dict[str, Any] = dict(module.named_parameters())
@@ -196,10 +216,7 @@ def stored_tensors(module: Any) -> dict[str, tuple[str, int, int]]:
         for key, value in vars(sub).items():
             if key not in ("_modules", "_parameters", "_buffers"):  # counted above, by their own names
                 keep(f"{prefix}.{key}" if prefix else key, value, 0)
-    return {
-        name: (str(t.dtype).removeprefix("torch."), int(t.numel()), int(t.numel() * t.element_size()))
-        for name, t in found.items()
-    }
+    return found
 
 
 def module_types(model: Any) -> dict[str, str]:
@@ -212,9 +229,13 @@ def module_types(model: Any) -> dict[str, str]:
 def with_globals(fn: Any, **stand_ins: Any) -> Any:
     """``fn``, but while it runs the globals it looks up by these names are the grader's
     ``stand_ins`` (a known-good ``bytes_per_param`` under a student's ``weights_gb``), so that a
-    test judges one function at a time. The student's own names are back after each call."""
+    test judges one function at a time. The student's own names are back after each call.
+
+    Judging, a stand-in function is lent, not sent: the kernel calls back to the judge, which runs it
+    (:meth:`autograder.judge.remote.Channel.lend`), until the test ends."""
     if _is_remote(fn):
-        return _helper(fn, "with_globals", fn, **stand_ins)
+        lent = {k: fn._channel.lend(v, k) if callable(v) else v for k, v in stand_ins.items()}
+        return _helper(fn, "with_globals", fn, **lent)
 
     def call(*args: Any, **kwargs: Any) -> Any:
         namespace = fn.__globals__

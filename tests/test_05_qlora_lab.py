@@ -241,6 +241,19 @@ WRONG = {
         ),
         {"test_QLoRALinear_structure": "pack two 4-bit codes into every uint8"},
     ),
+    # The codes kept as a Python list (no tensor to count), with a zero "packed" buffer as a decoy:
+    # the packed bytes must hold the weight's codes.
+    "codes_in_a_list_packed_decoy": (
+        "QLoRALinear",
+        layer(
+            (
+                'self.register_buffer("packed", (codes[0::2] << 4) | codes[1::2])',
+                'self._codes = codes.tolist()\n        self.register_buffer("packed", torch.zeros(len(codes) // 2, dtype=torch.uint8))',
+            ),
+            (UNPACK, "codes = torch.tensor(self._codes)[:, None]"),
+        ),
+        {"test_QLoRALinear_structure": "does not hold the weight's codes"},
+    ),
     "A_not_trained": (
         "QLoRALinear",
         layer(

@@ -159,7 +159,7 @@ def test_a_judged_test_is_probed_once_after_the_judge_not_before(monkeypatch):
 
     ex = GuardedExecute(timeout=60, sandbox=False)
     ex._baseline, ex._dead, ex._judge, ex._serving = PRISTINE, None, Judge(), None
-    ex._judged_tests, ex._cells, ex._events = {"t1": "pass", "t2": "pass"}, {}, []
+    ex._judged_tests, ex._cells, ex._events, ex._verdicts = {"t1": "pass", "t2": "pass"}, {}, [], {}
     monkeypatch.setattr(ex, "_probe", lambda: calls.append("probe") or next(states))
     first, _ = ex.preprocess_cell(_test_cell("assert True", "t1"), {}, 0)
     second, _ = ex.preprocess_cell(_test_cell("assert True", "t2"), {}, 1)
@@ -167,3 +167,51 @@ def test_a_judged_test_is_probed_once_after_the_judge_not_before(monkeypatch):
     assert _errors(first) == []
     assert _errors(second)[-1].startswith("AutograderTamperError") and "sys.displayhook" in _errors(second)[-1]
     assert list(ex._cells) == ["t2"]
+
+
+def test_tests_are_judged_in_the_instructors_order_whatever_the_submissions(monkeypatch):
+    """A submission that moves t1 below t3 does not get t1 judged after the tests that come later in
+    the instructor's notebook (they may lend its code a known-good helper to keep)."""
+    calls: list[str] = []
+
+    class Judge:
+        def verdict(self, source, cell):
+            calls.append(cell)
+            return None if cell != "t1" else "AssertionError: t1 failed"
+
+    ex = GuardedExecute(timeout=60, sandbox=False)
+    ex._baseline, ex._dead, ex._judge, ex._serving = PRISTINE, None, Judge(), None
+    ex._judged_tests = {"t1": "t1's source", "t2": "t2's source", "t3": "t3's source"}
+    ex._cells, ex._events, ex._verdicts = {}, [], {}
+    monkeypatch.setattr(ex, "_probe", lambda: PRISTINE)
+    cells = [ex.preprocess_cell(_test_cell("x", grade_id), {}, i)[0] for i, grade_id in enumerate(["t2", "t3", "t1"])]
+    assert calls == ["t1", "t2", "t3"], "judged in the submission's order"
+    assert [_errors(c) for c in cells] == [[], [], ["AssertionError: t1 failed"]]
+
+
+def test_test_sources_follow_the_instructors_notebook_not_the_gradebook(tmp_path, monkeypatch):
+    from autograder import gradebook
+    from autograder.judge.sources import TestSources
+
+    registered = [  # the gradebook's order: cells the instructor added later come last
+        ("t2", "t2's source", True, False, True),
+        ("setup", "import math", False, False, True),
+        ("t1", "t1's source", True, False, True),
+    ]
+    monkeypatch.setattr(gradebook, "source_code_cells", lambda *a: registered)
+    nb = new_notebook(
+        cells=[new_code_cell("import math"), _test_cell("t1's source", "t1"), _test_cell("t2's source", "t2")]
+    )
+    nb.cells[0].metadata["nbgrader"] = {"grade": False, "solution": False, "locked": True, "grade_id": "setup"}
+    nbformat.write(nb, tmp_path / "A.ipynb")
+    assert list(TestSources.from_gradebook("db", "A", "A", tmp_path / "A.ipynb").tests) == ["t1", "t2"]
+    assert list(TestSources.from_gradebook("db", "A", "A", tmp_path / "missing.ipynb").tests) == ["t2", "t1"]
+
+
+def test_a_worker_judges_in_the_order_of_its_courses_source_notebook(tmp_path):
+    from autograder.runner.protocol import Job
+    from autograder.runner.worker import job_config
+
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\n")
+    cfg = job_config(Job(root=str(tmp_path), assignment="02_quantization", student="s"))
+    assert cfg.GuardedExecute.source_dir == str(tmp_path / "source" / "02_quantization")

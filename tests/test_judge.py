@@ -302,11 +302,19 @@ METRIC_TRICKS = {
 }
 
 
-def _judge_tricks(assignment: str, tricks: dict[str, dict[str, str]], **options) -> dict[str, Graded]:
-    """Each trick's notebook (the release with its answer cells replaced by grade id) judged through
-    the judge's seam, in a guarded kernel of its own: ``{trick: Graded}``."""
+def _judge_tricks(
+    assignment: str, tricks: dict[str, dict[str, str]], moved: dict[str, tuple[str, ...]] | None = None, **options
+) -> dict[str, Graded]:
+    """Each trick's notebook (the release with its answer cells replaced by grade id, and the cells
+    ``moved`` names for it moved to the end) judged through the judge's seam, in a guarded kernel of
+    its own: ``{trick: Graded}``."""
     release = nbformat.read(ROOT / "release" / assignment / f"{assignment}.ipynb", as_version=4)
     notebooks = {student: with_answers(release, answers) for student, answers in tricks.items()}
+    for student, cells in (moved or {}).items():
+        nb = notebooks[student]
+        nb.cells = [c for c in nb.cells if nbu.cell_id(c) not in cells] + [
+            c for name in cells for c in nb.cells if nbu.cell_id(c) == name
+        ]
     return judge_notebooks(course(), assignment, notebooks, shared_kernel=False, **options)
 
 
@@ -613,6 +621,25 @@ def _quant_answers(ret: str = "None", prelude: str = "") -> dict[str, str]:
     return cells
 
 
+# weights_gb and nf4_quantize written right, through helpers that the tricks below make wrong; each
+# remembers what its helper answered (for the trick that keeps it).
+RIGHT_WITH_HELPERS = {
+    "weights_gb": "def weights_gb(n_params, dtype):\n"
+    "    for f in ('fp32', 'fp16', 'bf16', 'int8', 'int4', 'nf4', 'fp4'):\n"
+    "        if '_seen' in globals():\n"
+    "            _seen[f] = bytes_per_param(f)\n"
+    "    return n_params * bytes_per_param(dtype) / 1e9",
+    "nf4_quantize": "def nf4_quantize(x, block_size=64):\n"
+    "    levels = nf4_levels().float()\n"
+    "    if '_seen' in globals():\n"
+    "        _seen['levels'] = levels\n"
+    "    blocks = x.float().reshape(-1, block_size)\n"
+    "    absmax = blocks.abs().amax(dim=1)\n"
+    "    scaled = blocks / torch.where(absmax > 0, absmax, torch.ones_like(absmax))[:, None]\n"
+    "    codes = (scaled.reshape(-1, 1) - levels).abs().argmin(dim=1).to(torch.uint8)\n"
+    "    return codes.reshape(x.shape), absmax",
+}
+
 QUANT_TRICKS = {
     "all_wrong": _quant_answers(),
     # bitsandbytes patched in the kernel, so that its NF4 table (the reference) is the student's.
@@ -638,15 +665,50 @@ QUANT_TRICKS = {
         "torch.zeros(16).as_subclass(_Liar)",
         prelude=LIAR_TENSOR,
     ),
+    # The stand-ins kept as they pass through, and the tests they would pass (bytes_per_param's and
+    # nf4_levels') moved below the tests that hand them over (weights_gb's, nf4_quantize's: right here).
+    "keeps_the_stand_ins_and_moves_tests": {
+        **_quant_answers(),
+        **RIGHT_WITH_HELPERS,
+        "bytes_per_param": "_kept = {}\n"
+        "import autograder.objects as _o\n"
+        "_real = _o.with_globals\n"
+        "def _keep(fn, **stand_ins):\n"
+        "    _kept.update(stand_ins)\n"
+        "    return _real(fn, **stand_ins)\n"
+        "_o.with_globals = _keep\n"
+        "def bytes_per_param(dtype):\n"
+        "    return _kept['bytes_per_param'](dtype) if 'bytes_per_param' in _kept else 4.0",
+        "nf4_levels": "def nf4_levels():\n"
+        "    return _kept['nf4_levels']() if 'nf4_levels' in _kept else torch.linspace(-1, 1, 16)",
+    },
+    # What the stand-ins answer, remembered while the student's (right) functions run with them, and
+    # the tests that remembering would pass moved below.
+    "remembers_the_stand_ins_answers_and_moves_tests": {
+        **_quant_answers(),
+        **RIGHT_WITH_HELPERS,
+        "bytes_per_param": "_seen = {}\ndef bytes_per_param(dtype):\n    return _seen.get(dtype, 4.0)",
+        "nf4_levels": "def nf4_levels():\n    return _seen.get('levels', torch.linspace(-1, 1, 16))",
+    },
 }
+# Test cells these tricks move to the end of their notebooks.
+QUANT_MOVED = dict.fromkeys(
+    ("keeps_the_stand_ins_and_moves_tests", "remembers_the_stand_ins_answers_and_moves_tests"),
+    ("test_bytes_per_param", "test_nf4_levels"),
+)
 
 
 @pytest.mark.slow
 def test_quantization_tricks_in_the_kernel_earn_no_more_than_all_wrong():
-    graded = _judge_tricks(Q, QUANT_TRICKS)
+    graded = _judge_tricks(Q, QUANT_TRICKS, QUANT_MOVED)
     scores = _scores(graded)
     assert scores.pop("all_wrong") == 0.0, graded["all_wrong"].errors
-    assert scores == dict.fromkeys(QUANT_TRICKS.keys() - {"all_wrong"}, 0.0), scores
+    for trick, moved in QUANT_MOVED.items():
+        g, _ = graded[trick], scores.pop(trick)
+        # The control: its right functions ran with the stand-ins (and the trick had its chance).
+        assert g.full_marks("test_weights_gb") and g.full_marks("test_nf4_quantize"), (trick, g.errors)
+        assert [g.score(cell) for cell in moved] == [0, 0], f"{trick}: {g.errors}"
+    assert scores == dict.fromkeys(QUANT_TRICKS.keys() - {"all_wrong", *QUANT_MOVED}, 0.0), scores
 
 
 # --- 05_qlora_lab: the student's QLoRA layer stays in the kernel; bitsandbytes + PEFT stay here ---

@@ -4,6 +4,8 @@ the protocol is checked in milliseconds without starting a kernel."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -17,7 +19,10 @@ def _channel(namespace: dict) -> Channel:
     """A channel whose 'kernel' answers from ``namespace`` in this process."""
 
     def execute(request: str, hook) -> None:
-        hook(kernel_server.answer(request, namespace))
+        def call_back(message: dict) -> dict:  # a lent function's call, and the judge's reply
+            return json.loads(hook(json.loads(json.dumps(message))))
+
+        hook(kernel_server.answer(request, namespace, call_back))
 
     return Channel(execute)
 
@@ -95,6 +100,45 @@ def test_stand_ins_replace_a_students_helper_only_while_their_function_runs(kern
         assert globals()["secret_helper"]() == "the student's"  # restored after the call
     finally:
         del globals()["secret_helper"]
+
+
+def test_a_stand_in_is_lent_for_one_test_and_its_code_never_reaches_the_kernel(kernel):
+    namespace, channel = kernel
+    # The student's function, defined in the kernel's namespace: it keeps whatever it finds under
+    # the helper's name, then uses it.
+    exec(
+        "kept = []\ndef uses_helper(dtype):\n    kept.append(bytes_per_param)\n    return 2 * bytes_per_param(dtype)",
+        namespace,
+    )
+    kept = namespace["kept"]
+    table = {"fp16": 2.0}
+
+    def known_good(dtype):
+        if dtype not in table:
+            raise ValueError(f"no such format: {dtype}")
+        return table[dtype]
+
+    wrapped = objects.with_globals(Remote(channel, {"name": "uses_helper"}), bytes_per_param=known_good)
+    assert wrapped("fp16") == 4.0
+    with pytest.raises(ValueError, match="no such format"):  # the grader's exception, by type
+        wrapped("int3")
+    stand_in = kept[0]
+    assert not hasattr(stand_in, "__code__") and not hasattr(stand_in, "__globals__"), "the grader's code was sent"
+    assert "known_good" not in repr(vars(stand_in)) and "fp16" not in repr(vars(stand_in))
+    channel.release()  # the test ends
+    with pytest.raises(RuntimeError, match="lent for one test only"):
+        stand_in("fp16")
+    forged = {"token": "t", "callback": stand_in.number, "value": json.dumps([["fp16"], {}])}
+    assert channel._call_back(forged)["raised"] == "RuntimeError", "the judge still answers for a finished test"
+
+
+def test_a_lent_function_cannot_call_into_the_kernel(kernel):
+    namespace, channel = kernel
+    namespace["Layer"], namespace["nn"] = Layer, nn
+    exec("def passes_a_layer():\n    return helper(Layer(nn.Linear(2, 2)))", namespace)
+    wrapped = objects.with_globals(Remote(channel, {"name": "passes_a_layer"}), helper=lambda layer: layer.base)
+    with pytest.raises(RuntimeError, match="cannot itself call into the student's kernel"):
+        wrapped()
 
 
 def test_what_the_server_refuses(kernel):

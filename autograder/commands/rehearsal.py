@@ -262,6 +262,7 @@ def _judged_in_one_kernel(course, assignment, stem, notebooks, *, sources, timeo
                 self._cells, self._events = tampered, events
                 if self._judge is not None:
                     self._judge.refused = refused[segment]
+                    self._verdicts = {}
             return super().preprocess_cell(cell, resources, index)
 
     combined = copy.deepcopy(notebooks[0])

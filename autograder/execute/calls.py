@@ -31,25 +31,30 @@ class CallSession:
     ``_dead``/``_events``/``_session``/``_serving`` state that :class:`GuardedExecute` keeps."""
 
     def _kernel_call(self, request: str, hook) -> None:
-        """Send one judge request to the kernel's call server; its answer (a dict) reaches ``hook``."""
+        """Send one judge request to the kernel's call server; each message back (a dict) reaches
+        ``hook``, and what ``hook`` returns (the judge's reply to a callback) goes back, until it
+        returns None. The whole exchange has one cell's time limit."""
         if self._dead:
             return  # no answer: the judge says so, at once
         conn = self._session or self._open_session()
         if conn is None:
             return
-        try:
-            conn.sendall(wire.frame(request.encode()))
-            reply = self._receive(conn)
-        except OSError:
-            reply = None
-        if reply is None:
-            self._end_session()
-            return
-        try:
-            answer = wire.parse_json(reply, limit=wire.MAX_FRAME)
-        except wire.WireError:
-            return  # not an answer: the judge reports none
-        hook(answer)
+        deadline = time.monotonic() + self.timeout
+        outgoing: str | None = request
+        while outgoing is not None:
+            try:
+                conn.sendall(wire.frame(outgoing.encode()))
+                reply = self._receive(conn, deadline)
+            except OSError:
+                reply = None
+            if reply is None:
+                self._end_session()
+                return
+            try:
+                answer = wire.parse_json(reply, limit=wire.MAX_FRAME)
+            except wire.WireError:
+                return  # not an answer: the judge reports none
+            outgoing = hook(answer)
 
     def _open_session(self) -> socket.socket | None:
         """Start the call server in the kernel, connected to a socket only this test cell uses.
@@ -85,10 +90,9 @@ class CallSession:
             listener.close()
             Path(path).unlink(missing_ok=True)
 
-    def _receive(self, conn: socket.socket) -> bytes | None:
+    def _receive(self, conn: socket.socket, deadline: float) -> bytes | None:
         """The answer frame's bytes; None when the kernel hung up, stopped, sent too much or took
-        longer than a cell may (``timeout``)."""
-        deadline = time.monotonic() + self.timeout
+        longer than a cell may (``timeout``: ``deadline`` is when its time is up)."""
         data, size = bytearray(), None
         while size is None or len(data) < wire.FRAME.size + size:
             if time.monotonic() > deadline:

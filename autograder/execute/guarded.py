@@ -76,6 +76,11 @@ class GuardedExecute(CallSession, Execute):
         "the student's cells, never run) uses one of these modules fails its tests with that message "
         "(see autograder.judge.shortcuts; its REFUSED table is the default)",
     ).tag(config=True)
+    source_dir = Unicode(
+        "",
+        help="The assignment's folder of instructor notebooks (the course's source/<assignment>): a judged "
+        "notebook's tests run in the order its instructor's notebook has them, whatever the submission's layout",
+    ).tag(config=True)
     # Not configuration: the judge's test sources handed in directly (see autograder.judge.TestSources);
     # None reads them from the gradebook, as nbgrader's pipeline registered them.
     sources = Any(None, allow_none=True)
@@ -127,15 +132,19 @@ class GuardedExecute(CallSession, Execute):
         from autograder.judge.shortcuts import REFUSED, refusals
         from autograder.judge.sources import TestSources, defined_names
 
-        sources = self.sources
+        sources, order = self.sources, None
         if sources is None:
             if "db_url" not in info:
                 return None
-            sources = TestSources.from_gradebook(info["db_url"], info["assignment"], info["notebook"])
+            mine = Path(self.source_dir, f"{info['notebook']}.ipynb") if self.source_dir else None
+            sources = TestSources.from_gradebook(info["db_url"], info["assignment"], info["notebook"], mine)
+            if mine is None:  # the gradebook keeps no order: the submission's is all there is
+                order = {cell_id(c): i for i, c in enumerate(nb.cells)}
         self._judged_tests, setup, answers = sources.tests, sources.setup, sources.answers
+        self._verdicts: dict[str, tuple[str | None, list[str]]] = {}
         # The judge runs the notebook's imports, its first read-only code cell, and nothing else of
         # the notebook's: the later cells load models, train and plot for the student to read.
-        first = sources.first_setup({cell_id(c): i for i, c in enumerate(nb.cells)})
+        first = sources.first_setup(order)
         instructor = set(self._judged_tests.values()) | set(setup.values())
         student = [c.source for c in nb.cells if c.cell_type == "code" and c.source not in instructor]
         return CallJudge(
@@ -282,29 +291,42 @@ class GuardedExecute(CallSession, Execute):
         return cell, resources
 
     def _judged(self, cell, grade_id, resources):
-        """The test's verdict from the judge, run here; the kernel only answers calls."""
-        source = self._judged_tests.get(grade_id)
-        if source is None:  # not a test cell of the instructor's: it earns nothing
+        """The test's verdict from the judge, run here; the kernel only answers calls.
+
+        Tests are judged in the instructor's order, whatever the submission's: the tests that come
+        before this one and that the submission has not reached yet (it moved them further down)
+        are judged first, so that no test sees what the kernel kept from a later one."""
+        if grade_id not in self._judged_tests:  # not a test cell of the instructor's: it earns nothing
             cell.outputs = [_error("AssertionError", "this cell is not one of the assignment's tests")]
             return cell, resources
-        try:
-            message = self._judge.verdict(source, grade_id)
-        finally:
-            self._end_session()
+        for earlier in self._judged_tests:
+            if earlier not in self._verdicts:
+                self._verdicts[earlier] = self._verdict(earlier)
+            if earlier == grade_id:
+                break
+        message, reasons = self._verdicts[grade_id]
         if message is None:
             cell.outputs = []
         else:
             ename, _, evalue = message.partition(": ")
             cell.outputs = [_error(ename, evalue)]
-        if self._dead:
-            return cell, resources  # the judge got no answers: the test failed, nothing to probe
-        after = self._probe()
-        reasons = ["the kernel did not answer the integrity probe after this test"] if after is None else []
-        if after is not None:
-            reasons += differences(self._baseline, after)
         if reasons:
             return self._flag(cell, grade_id, reasons, resources)
         return cell, resources
+
+    def _verdict(self, grade_id: str) -> tuple[str | None, list[str]]:
+        """One test judged now: its message (None when it passed), and why the kernel cannot be
+        trusted after it (the probe's findings), if so."""
+        try:
+            message = self._judge.verdict(self._judged_tests[grade_id], grade_id)
+        finally:
+            self._end_session()
+        if self._dead:
+            return message, []  # the judge got no answers: the test failed, nothing to probe
+        after = self._probe()
+        if after is None:
+            return message, ["the kernel did not answer the integrity probe after this test"]
+        return message, differences(self._baseline, after)
 
     def _run(self, cell, resources, index):
         try:

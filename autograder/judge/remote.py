@@ -9,13 +9,16 @@ kernel sends is unpickled, imported or evaluated here.
 
 Arguments go the other way pickled (cloudpickle, so a test's own small ``nn.Module`` classes travel
 too; the tensors inside as wire data): the kernel receives copies, and nothing it does to them can
-move the judge's own values.
+move the judge's own values. A grader function is *lent* instead (:meth:`Channel.lend`): the kernel
+gets a number to call back with, the judge runs the function on the plain data the call sends and
+answers with plain data, and the number is forgotten when the test ends.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
 import secrets
 import sys
@@ -29,9 +32,11 @@ from autograder import wire
 __all__ = ["Channel", "Remote", "RemoteError"]
 
 # The transport: ``send(request, hook)`` delivers one request (JSON text) to the kernel's call
-# server and hands ``hook`` what came back for it, parsed from JSON but not yet trusted (the
-# ``token`` says whether it answers this request); nothing reaches ``hook`` when no answer came.
-Execute = Callable[[str, Callable[[dict], None]], None]
+# server and hands ``hook`` each message that came back for it, parsed from JSON but not yet trusted
+# (the ``token`` says whether it answers this request); nothing reaches ``hook`` when no answer came.
+# When ``hook`` returns text (the reply to a callback), the transport sends it back and hands ``hook``
+# the next message; None ends the request.
+Execute = Callable[[str, Callable[[dict], str | None]], None]
 
 # Exceptions a student's code may raise that the instructor's tests can catch by type. Anything
 # else (AssertionError included: it would pose as the test's own verdict) arrives as RuntimeError.
@@ -64,24 +69,51 @@ class RemoteError(RuntimeError):
     """The kernel gave no usable answer."""
 
 
+class Lent:
+    """A grader function lent to the student's code for the rest of one test (see :meth:`Channel.lend`)."""
+
+    __slots__ = ("name", "number")
+
+    def __init__(self, number: int, name: str) -> None:
+        self.number, self.name = number, name
+
+
+_lent_numbers = itertools.count(1)  # never reused: a number kept from an earlier test names nothing
+
+
 class Channel:
     """Requests to one student's kernel, through ``execute(code, hook)``."""
 
     def __init__(self, execute: Execute) -> None:
         self.execute = execute
         self._remotes: dict[int, Remote] = {}
+        self._lent: dict[int, Callable[..., Any]] = {}
+        self._calling_back = False
+
+    def lend(self, fn: Callable[..., Any], name: str) -> Lent:
+        """``fn`` for the kernel to call back until the test ends: its code stays here, and what the
+        student's code learns from it is only the answers to the calls it makes meanwhile."""
+        lent = Lent(next(_lent_numbers), name)
+        self._lent[lent.number] = fn
+        return lent
 
     def request(self, op: str, target: dict, what: str, payload: str | None = None, **fields: Any) -> Any:
         """Send one request; its answer as plain data and :class:`Remote` handles."""
+        if self._calling_back:
+            raise RemoteError("a function the grader lends cannot itself call into the student's kernel")
         token = secrets.token_hex(16)
         message = {"token": token, "op": op, **target, **fields}
         if payload is not None:
             message["payload"] = payload
         answers: list[dict] = []
 
-        def hook(answer: dict) -> None:
-            if type(answer) is dict and answer.get("token") == token and not answers:
-                answers.append(answer)
+        def hook(answer: dict) -> str | None:
+            if type(answer) is not dict or answer.get("token") != token or answers:
+                return None
+            if "callback" in answer:
+                return json.dumps({"token": token, **self._call_back(answer)})
+            answers.append(answer)
+            return None
 
         self.execute(json.dumps(message), hook)
         if not answers:
@@ -97,6 +129,31 @@ class Channel:
             return wire.loads(answer.get("value"), ref=self._remote)
         except wire.WireError as exc:
             raise RemoteError(f"{what} returned something that is not plain data ({exc})") from None
+
+    def _call_back(self, message: dict) -> dict:
+        """The reply to a lent function's call from the kernel: ``{"value"}`` or ``{"raised", "message"}``."""
+        number = message.get("callback")
+        fn = self._lent.get(number) if type(number) is int else None
+        if fn is None:
+            return {"raised": "RuntimeError", "message": "the grader lent that function for one test only"}
+        try:
+            call = wire.loads(message.get("value"), ref=self._remote)
+        except wire.WireError as exc:
+            return {"raised": "TypeError", "message": f"the arguments are not plain data ({exc})"[:500]}
+        if not (type(call) is list and len(call) == 2 and type(call[0]) is list and type(call[1]) is dict):
+            return {"raised": "TypeError", "message": "a call back is [args, kwargs]"}
+        self._calling_back = True
+        try:
+            return {"value": wire.dumps(fn(*call[0], **call[1]))}
+        except wire.WireError as exc:
+            return {"raised": "RuntimeError", "message": f"the grader's answer cannot be sent ({exc})"[:500]}
+        except Exception as exc:
+            return {
+                "raised": type(exc).__name__ if type(exc) in _EXCEPTIONS.values() else "RuntimeError",
+                "message": str(exc)[:500],
+            }
+        finally:
+            self._calling_back = False
 
     def _remote(self, tag: dict) -> Remote:
         # One stand-in per kernel object, so that `returned is model` means what it says.
@@ -117,6 +174,7 @@ class Channel:
     def release(self) -> None:
         """Forget every handle (after each test cell): the kernel frees what it kept for the judge."""
         self._remotes.clear()
+        self._lent.clear()
         try:
             self.request("release", {}, "the kernel")
         except RemoteError:
@@ -134,6 +192,8 @@ class _Pickler(cloudpickle.Pickler):
 
     def persistent_id(self, obj: Any) -> Any:
         kind = type(obj)
+        if kind is Lent:
+            return ("lent", (obj.number, obj.name))
         if kind is Remote:
             return ("ref", obj._target["handle"]) if "handle" in obj._target else ("name", obj._target["name"])
         if _plain_tensor(obj):

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
+from pathlib import Path
 
 from autograder import gradebook
-from autograder.notebook import cell_id, nbgrader_meta, parsed_cells
+from autograder.course import CourseError
+from autograder.notebook import cell_id, nbgrader_meta, parsed_cells, read_notebook
 
 
 def defined_names(sources: list[str]) -> list[str]:
@@ -59,9 +61,18 @@ class TestSources:
     answers: list[str]
 
     @classmethod
-    def from_gradebook(cls, db_url: str, assignment: str, notebook: str) -> TestSources:
-        """What the instructor's source registered in the gradebook (the grading pipeline's way)."""
-        return cls._sorted(gradebook.source_code_cells(db_url, assignment, notebook))
+    def from_gradebook(cls, db_url: str, assignment: str, notebook: str, order_from: Path | None = None) -> TestSources:
+        """What the instructor's source registered in the gradebook (the grading pipeline's way), in
+        the order of the cells of the instructor's notebook at ``order_from`` when it can be read
+        (the gradebook keeps no order)."""
+        sources = cls._sorted(gradebook.source_code_cells(db_url, assignment, notebook))
+        if order_from is None:
+            return sources
+        try:
+            nb = read_notebook(order_from)
+        except CourseError:
+            return sources
+        return sources.in_order([cell_id(c) for c in nb.cells])
 
     @classmethod
     def from_notebook(cls, nb) -> TestSources:
@@ -92,6 +103,20 @@ class TestSources:
             elif locked:
                 setup[name] = source
         return cls(tests, setup, answers)
+
+    def in_order(self, order: list[str]) -> TestSources:
+        """The same cells, tests and setup cells sorted by their grade ids' places in ``order`` (the
+        instructor's notebook): the order in which a judge runs the tests, whatever the submission's
+        layout. Cells ``order`` leaves out keep their order, after the rest."""
+        place = {name: i for i, name in reversed(list(enumerate(order)))}
+
+        def key(item: tuple[int, str]) -> tuple[int, int]:
+            return place.get(item[1], len(place)), item[0]
+
+        def sort(cells: dict[str, str]) -> dict[str, str]:
+            return {name: cells[name] for _, name in sorted(enumerate(cells), key=key)}
+
+        return TestSources(sort(self.tests), sort(self.setup), self.answers)
 
     def first_setup(self, order: dict[str, int] | None = None) -> list[str]:
         """The grade id of the one setup cell a judge runs (the notebook's imports), as a list (empty

@@ -11,6 +11,12 @@ Arguments travel the other way, from the judge into this kernel, pickled (handle
 kernel must build itself, such as the pretrained MiniLM, as persistent ids). The kernel may unpickle
 what the grader sent; the grader never unpickles what the kernel sends.
 
+A grader function that a test lends the student's code (a known-good helper put in place of the
+student's own, :func:`autograder.objects.with_globals`) never comes here: the kernel gets a
+:class:`_Lent` stand-in, and each call of it is a *callback*, one frame to the judge with the
+arguments as plain data and one frame back with the result. Both sides forget it when the test
+ends: kept and called later, it raises.
+
 The server decides nothing: a student can patch it, and then it answers whatever they like, which
 is only more data for the judge to check.
 """
@@ -18,11 +24,13 @@ is only more data for the judge to check.
 from __future__ import annotations
 
 import base64
+import builtins
 import copy
 import io
 import json
 import pickle
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from autograder import wire
@@ -31,6 +39,33 @@ MAX_ITEMS = 100_000  # the longest iterable the server lists in one answer
 
 _objects: dict[int, Any] = {}  # handle -> object, kept alive so that ids stay unique
 _handles: dict[int, int] = {}  # id(object) -> handle: the same object always gets the same handle
+
+# The way back to the judge while one request is answered: ``call_back(message) -> reply``.
+_call_back: Callable[[dict], dict] | None = None
+_token: str | None = None  # the request being answered
+_generation = 0  # one per test: a lent function from an earlier test is refused
+
+
+class _Lent:
+    """A grader function lent for one test: calling it asks the judge, which runs it and answers
+    with plain data."""
+
+    def __init__(self, number: int, name: str) -> None:
+        self.number, self.name, self.generation = number, name, _generation
+
+    def __repr__(self) -> str:
+        return f"<the grader's {self.name}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.generation != _generation or _call_back is None:
+            raise RuntimeError(f"the grader's {self.name} was lent for one test only")
+        message = {"token": _token, "callback": self.number, "value": wire.dumps([list(args), kwargs], ref=_handle)}
+        reply = _call_back(message)
+        if "raised" in reply:
+            kind = getattr(builtins, str(reply["raised"]), None)
+            kind = kind if isinstance(kind, type) and issubclass(kind, Exception) else RuntimeError
+            raise kind(str(reply.get("message", "")))
+        return wire.loads(reply.get("value"))
 
 
 def _handle(value: Any) -> dict:
@@ -66,6 +101,9 @@ class _Unpickler(pickle.Unpickler):
             from autograder.objects import build
 
             return build(key)
+        if kind == "lent":  # ("lent", (number, name))
+            number, name = key
+            return _Lent(int(number), str(name))
         raise pickle.UnpicklingError(f"unknown persistent id {kind!r}")
 
 
@@ -97,10 +135,12 @@ def _data(value: Any) -> Any:
 
 
 def _perform(req: dict, namespace: dict) -> Any:
+    global _generation
     op = req["op"]
     if op == "release":
         _objects.clear()
         _handles.clear()
+        _generation += 1
         return None
     if op == "take":
         (value,), _ = _arguments(req.get("payload"), namespace)
@@ -137,16 +177,21 @@ def _perform(req: dict, namespace: dict) -> Any:
     raise ValueError(f"unknown operation {op!r}")
 
 
-def answer(request: str, namespace: dict) -> dict:
+def answer(request: str, namespace: dict, call_back: Callable[[dict], dict] | None = None) -> dict:
     """The answer to one request (``{"token", "op", "name"|"handle", ...}``), with ``namespace``
-    standing for the student's globals: ``{"token", "value"}`` or ``{"token", "raised", "message"}``."""
+    standing for the student's globals: ``{"token", "value"}`` or ``{"token", "raised", "message"}``.
+    ``call_back(message) -> reply`` carries a lent function's calls to the judge meanwhile."""
+    global _call_back, _token
     req = json.loads(request)
     reply: dict = {"token": req["token"]}
+    _call_back, _token = call_back, req["token"]
     try:
         reply["value"] = wire.dumps(_perform(req, namespace), ref=_handle)
     except BaseException as exc:  # the student's code failed: say how, as data
         reply["raised"] = type(exc).__name__
         reply["message"] = str(exc)[:500]
+    finally:
+        _call_back = _token = None
     return reply
 
 
@@ -180,8 +225,16 @@ def serve(path: str) -> None:
     namespace = get_ipython().user_ns
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.connect(path)
+
+        def call_back(message: dict) -> dict:
+            conn.sendall(wire.frame(json.dumps(message).encode()))
+            reply = _receive(conn)
+            if reply is None:
+                raise RuntimeError("the grader did not answer a call of the function it lent")
+            return json.loads(reply)
+
         while request := _receive(conn):
             try:
-                conn.sendall(wire.frame(json.dumps(answer(request.decode(), namespace)).encode()))
+                conn.sendall(wire.frame(json.dumps(answer(request.decode(), namespace, call_back)).encode()))
             except OSError:  # the grader gave up on this call (its time ran out)
                 return

@@ -42,9 +42,9 @@ def preload(lines: list[str]) -> None:
     gc.freeze()
 
 
-def grade_job(job: Job) -> Reply:
-    """Autograde ``job.student``'s ``job.assignment`` inside ``job.root``."""
-    from nbgrader.converters import Autograde
+def job_config(job: Job):
+    """The nbgrader configuration that grades ``job``: the course's own, inside the job's folder, with
+    the guarded pipeline and the job's limits."""
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config import Config, PyFileConfigLoader
 
@@ -70,13 +70,24 @@ def grade_job(job: Job) -> Reply:
         cfg.GuardedExecute.memory_limit = int(job.memory)
     if job.cpu:
         cfg.GuardedExecute.cpu_limit = int(job.cpu)
+    # The instructor's notebooks set the order in which the judge runs the tests.
+    source = CourseDirectory(config=cfg).source_directory
+    cfg.GuardedExecute.source_dir = os.path.join(root, source, job.assignment)
+    return cfg
 
+
+def grade_job(job: Job) -> Reply:
+    """Autograde ``job.student``'s ``job.assignment`` inside ``job.root``."""
+    from nbgrader.converters import Autograde
+    from nbgrader.coursedir import CourseDirectory
+
+    cfg = job_config(job)
     log = logging.getLogger(f"{__name__}.{job.student}")
-    log.handlers[:] = [logging.FileHandler(os.path.join(root, "autograde.log"))]
+    log.handlers[:] = [logging.FileHandler(os.path.join(job.root, "autograde.log"))]
     log.propagate = False
     log.setLevel(logging.INFO)
     cwd = os.getcwd()
-    os.chdir(root)  # nbgrader resolves some paths against the working directory
+    os.chdir(job.root)  # nbgrader resolves some paths against the working directory
     try:
         coursedir = CourseDirectory(config=cfg)
         converter = Autograde(coursedir=coursedir, config=cfg, log=log)
