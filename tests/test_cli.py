@@ -226,10 +226,10 @@ def test_demo_builds_and_prints_the_score_table(tmp_path, capsys, monkeypatch):
     the demo calls), instead of a second one; ``./setup`` runs the demo itself end to end."""
     from test_04_practice import TABLE
 
-    from autograder.commands import cli
+    from autograder.commands import rehearsal
 
     graded = pipeline(TABLE).graded
-    monkeypatch.setattr(cli, "reference_and_blank", lambda course, assignment, scratch: graded)
+    monkeypatch.setattr(rehearsal, "reference_and_blank", lambda course, assignment, scratch: graded)
     root = scratch_course(course(), tmp_path / "course", [A])
     assert main(["--course", str(root), "demo", A]) == 0
     out = capsys.readouterr().out
@@ -243,3 +243,52 @@ def test_a_student_id_cannot_drive_the_instructors_terminal(graded):
     _, out, err, *_ = graded
     assert "\x1b" not in out + err and "\u202e" not in out + err
     assert "eve\\x1b[2K\\x1b[1A\\u202e" in out, out
+
+
+def test_version_and_help_answer_without_the_grading_stack():
+    """``--help`` and ``--version`` import no notebook, kernel or nbgrader machinery (they took 2.6 s)."""
+    from importlib.metadata import version
+
+    probe = (
+        "import sys\n"
+        "from autograder.commands import cli\n"
+        "for argv in (['--version'], ['--help'], ['grade', '--help']):\n"
+        "    try:\n"
+        "        cli.parser().parse_args(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = sorted(m for m in ('nbformat', 'nbgrader', 'nbclient', 'jupyter_client', 'torch') if m in sys.modules)\n"
+        "print('heavy:', heavy)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f"autograder {version('lora-qlora-course')}" in proc.stdout
+    assert "heavy: []" in proc.stdout, proc.stdout
+    text = " ".join(proc.stdout.split())
+    assert "(default: 1)" in text and "(default: this machine's memory / --jobs, from 2 to 16)" in text, text
+    assert "01_lora_basics, 02_quantization" in text, "the assignment argument lists the course's assignments"
+    assert "``" not in proc.stdout, "reStructuredText markup in the help"
+
+
+def test_the_default_kernel_memory_shares_the_machine_between_jobs(monkeypatch):
+    from autograder.commands import machine
+
+    monkeypatch.setattr(machine, "memory_bytes", lambda: 16 * 2**30)  # the course service's pod
+    assert [machine.default_kernel_memory(j) for j in (1, 2, 4, 16)] == [16.0, 8.0, 4.0, 2.0]
+    monkeypatch.setattr(machine, "memory_bytes", lambda: 64 * 2**30)
+    assert machine.default_kernel_memory(1) == 16.0
+
+
+def test_version_names_a_distribution_that_would_shadow_the_courses_packages(monkeypatch, capsys):
+    import importlib.metadata
+
+    from autograder.commands import cli
+
+    assert cli.name_clashes() == [], "this environment has another distribution installing autograder or course"
+    real = importlib.metadata.packages_distributions()
+    monkeypatch.setattr(
+        importlib.metadata, "packages_distributions", lambda: {**real, "autograder": ["autograder", cli.DISTRIBUTION]}
+    )
+    with pytest.raises(SystemExit):
+        cli.parser().parse_args(["--version"])
+    assert "warning: autograder also installs 'autograder'" in capsys.readouterr().err

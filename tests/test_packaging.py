@@ -68,3 +68,24 @@ def test_ci_runs_the_readme_commands_and_nothing_more():
     # The shell's strict mode and moving to the repository root are no set-up of their own.
     steps = [s for s in steps if not s.startswith(("set -", "cd "))]
     assert steps == _readme_commands()
+
+
+def test_the_package_says_what_it_is_and_under_which_licence():
+    project = _pyproject()["project"]
+    version = project["version"]
+    assert project["license"] == "MIT AND CC-BY-4.0" and project["license-files"] == ["LICENSE"]
+    licence = (ROOT / "LICENSE").read_text()
+    assert (
+        "MIT License" in licence
+        and "CC BY 4.0" in licence
+        and f"SPDX-License-Identifier: {project['license']}" in licence
+    )
+    assert project["authors"] and project["classifiers"]
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert citation["cff-version"] == "1.2.0" and citation["version"] == version
+    assert citation["license"] == project["license"]
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert re.search(rf"^## {re.escape(version)} \(\d{{4}}-\d\d-\d\d\)$", changelog, re.M), (
+        "no CHANGELOG entry for this version"
+    )
+    assert citation["date-released"] in changelog, "CITATION.cff and CHANGELOG.md disagree on the release date"
