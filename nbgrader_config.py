@@ -40,11 +40,17 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", ".git"
 # through the course's guarded executor too: each kernel in the bubblewrap sandbox, integrity
 # probes around every test cell. `autograder grade` adds parallel workers and review flags.
 try:
+    from autograder.execute.late import DailyPenalty
     from autograder.execute.pipeline import guarded_autograde_preprocessors
 except ImportError:  # the course package is not installed here: plain nbgrader
     pass
 else:
     c.Autograde.autograde_preprocessors = guarded_autograde_preprocessors()
+    # The late policy, once an assignment has a due date (see docs/instructor.md, "Due dates"): each
+    # day or part of one past it costs 10 % of the score; the first 15 minutes cost nothing.
+    c.AssignLatePenalties.plugin_class = DailyPenalty
+    c.DailyPenalty.per_day = 0.10
+    c.DailyPenalty.grace_minutes = 15
 
 # Assignments whose answers are literals: the judge reads them from the notebook's text and runs
 # the hidden tests in the grader's own process, so nothing the student's kernel does decides the grade.

@@ -5,8 +5,9 @@ The map: each folder holds the code of one process, so a file's folder says wher
 - ``commands/`` **the command line** (``cli``: ``autograder build|check|grade|feedback|export|demo``):
   the only process that writes the course's real gradebook. ``grade`` takes submissions in, starts
   the pool and merges each result; ``check`` and ``rehearsal`` grade the instructor's own mock
-  students; ``feedback`` writes the students' pages; ``nbgrader_run`` runs nbgrader's commands;
-  ``terminal`` keeps student-controlled text from driving the instructor's terminal.
+  students; ``feedback`` writes the students' pages; ``export`` writes the gradebook for an LMS;
+  ``nbgrader_run`` runs nbgrader's commands; ``terminal`` keeps student-controlled text from
+  driving the instructor's terminal; ``machine`` reads what the machine offers (defaults).
 - ``runner/`` **between the command line and its workers**: ``pool`` (the parent end: workers, time
   and disk limits, the zygote's parent end), ``worker`` (the child end: the zygote that imports once
   and forks, and the worker that autogrades one scratch course per job), ``intake`` (hostile
@@ -15,7 +16,7 @@ The map: each folder holds the code of one process, so a file's folder says wher
   preprocessors as the course runs them), ``guarded`` (the executor: the sandboxed kernel, output
   caps, end-of-cell tokens), ``probes`` (the integrity probes), ``calls`` (the judge's socket session
   with the kernel), ``sandbox`` (bubblewrap and resource limits), ``inert`` (the autograded
-  notebook made safe for the instructor's browser).
+  notebook made safe for the instructor's browser), ``late`` (the late policy nbgrader applies).
 - ``judge/`` **in a worker, the grader's own code**: ``call`` (test cells of 01, 02, 03 and 05 run
   here, calling the student's functions), ``literal`` (04's letters read from the notebook's text),
   ``verdict`` (one test cell's outcome), ``sources`` (the instructor's test and setup cells),

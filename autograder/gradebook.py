@@ -92,6 +92,62 @@ def locked_text_sources(db_url: str, assignment: str, notebook: str) -> set[str]
         return {c.source for c in nb.source_cells if c.cell_type != "code"}
 
 
+@dataclass(frozen=True)
+class RosterRow:
+    """One enrolled student's result on one assignment, as an LMS takes it: a student who did not
+    submit is a row too, with nothing submitted and a score of 0."""
+
+    assignment: str
+    student: str
+    last_name: str
+    first_name: str
+    email: str
+    submitted: bool
+    timestamp: str  # when nbgrader recorded the submission (ISO 8601), "" when none
+    raw_score: float
+    late_penalty: float  # what the late policy took off (nbgrader's AssignLatePenalties)
+    score: float  # raw_score - late_penalty, never below 0
+    max_score: float
+    needs_manual: bool
+    flagged: bool
+
+
+def roster_rows(root: Path, assignment: str) -> list[RosterRow]:
+    """Every student on the gradebook's roster with ``assignment``'s result (empty when the gradebook
+    does not know the assignment), in student id order."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    rows = []
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        try:
+            max_score = float(gb.find_assignment(assignment).max_score)
+        except MissingEntry:
+            return []
+        for student in sorted(gb.students, key=lambda s: s.id):
+            person = (student.id, student.last_name or "", student.first_name or "", student.email or "")
+            try:
+                sub = gb.find_submission(assignment, student.id)
+            except MissingEntry:
+                rows.append(RosterRow(assignment, *person, False, "", 0.0, 0.0, 0.0, max_score, False, False))
+                continue
+            raw, penalty = float(sub.score), float(sub.late_submission_penalty or 0.0)
+            rows.append(
+                RosterRow(
+                    assignment,
+                    *person,
+                    True,
+                    sub.timestamp.isoformat(sep=" ") if sub.timestamp else "",
+                    raw,
+                    penalty,
+                    max(0.0, raw - penalty),
+                    float(sub.max_score),
+                    bool(sub.needs_manual_grade),
+                    any(nb.flagged for nb in sub.notebooks),
+                )
+            )
+    return rows
+
+
 def copy_due_date(real_db: Path, scratch_db: Path, assignment: str) -> None:
     """Give ``assignment`` in the scratch gradebook the real one's due date (nothing when it has none)."""
     from nbgrader.api import Gradebook, MissingEntry

@@ -16,12 +16,13 @@ import pytest
 
 from autograder import notebook as nbu
 from autograder.commands.cli import main
-from autograder.commands.nbgrader_run import scratch_course
+from autograder.commands.nbgrader_run import run_nbgrader, scratch_course
 from harness import ROOT, course, max_score, pipeline, points
 from practice import NB, A, practice_letters
 from practice import practice_notebook as _answers
 
 MAX = max_score(A)
+DUE = "2026-12-01 17:00:00"  # UTC; frank submits 2 days and 1 hour later
 ESCAPING = "eve\x1b[2K\x1b[1A\u202e"  # an id that would erase the line above it and reverse the text
 Q_POINTS = {n: points(A)[f"test_q{n}"] for n in practice_letters()}
 
@@ -58,6 +59,14 @@ def classroom(tmp_path_factory):
     deleted.cells = [c for c in deleted.cells if nbu.cell_id(c) not in ("test_q3", "answer_q4")]
     _submit(root, "dave", deleted)
     _submit(root, ESCAPING, _answers(_right))
+    # The due date, the roster, a late submission and a student who never submitted.
+    # As an instructor sets them (docs/instructor.md, "Due dates and late work").
+    run_nbgrader(root, "db", "assignment", "add", A, f"--duedate={DUE} UTC")
+    run_nbgrader(
+        root, "db", "student", "add", "gina", "--first-name=Gina", "--last-name=Ng", "--email=gina@example.org"
+    )
+    _submit(root, "frank", _answers(_right))
+    (root / "submitted" / "frank" / A / "timestamp.txt").write_text("2026-12-03 18:00:00.000000 UTC")
     return root
 
 
@@ -86,6 +95,8 @@ def graded(classroom):
                 "ghost",
                 "--student",
                 ESCAPING,
+                "--student",
+                "frank",
             ]
         )
     after = {folder: _digest(classroom / folder) for folder in ("submitted", "release", "source")}
@@ -142,14 +153,57 @@ def test_grading_touches_no_input(graded):
 
 
 @pytest.mark.slow
-def test_export_writes_every_graded_submission(classroom, graded, tmp_path):
+def test_export_lists_the_roster_with_late_penalties_in_each_lms_shape(classroom, graded, tmp_path):
     target = tmp_path / "grades.csv"
-    assert main(["--course", str(classroom), "export", "--out", str(target)]) == 0
-    rows = list(csv.DictReader(target.open()))
-    assert {r["student_id"] for r in rows} == {"alice", "bob", "carol", "dave", ESCAPING}
-    assert next(r for r in rows if r["student_id"] == "carol")["flagged"] == "true"
-    assert {r["assignment"] for r in rows} == {A}
-    assert float(next(r for r in rows if r["student_id"] == "alice")["score"]) == MAX
+    assert main(["--course", str(classroom), "export", "--assignment", A, "--out", str(target)]) == 0
+    rows = {r["student_id"]: r for r in csv.DictReader(target.open())}
+    assert set(rows) == {
+        "alice",
+        "bob",
+        "carol",
+        "dave",
+        ESCAPING,
+        "frank",
+        "gina",
+    }
+    assert rows["carol"]["flagged"] == "true" and rows["carol"]["submitted"] == "true"
+    assert {r["assignment"] for r in rows.values()} == {A}
+    assert float(rows["alice"]["score"]) == MAX and float(rows["alice"]["late_penalty"]) == 0
+    # 2 days and 1 hour late: three started days at 10 % each (the course's DailyPenalty).
+    frank = rows["frank"]
+    assert frank["timestamp"].startswith("2026-12-03 18:00:00"), frank
+    assert float(frank["raw_score"]) == MAX and float(frank["late_penalty"]) == pytest.approx(0.3 * MAX)
+    assert float(frank["score"]) == pytest.approx(0.7 * MAX)
+    gina = rows["gina"]
+    assert (gina["submitted"], gina["score"], gina["max_score"], gina["timestamp"]) == ("false", "0", f"{MAX:g}", "")
+    assert (gina["last_name"], gina["first_name"], gina["email"]) == ("Ng", "Gina", "gina@example.org")
+
+    assert main(["--course", str(classroom), "export", "--format", "wide", "--out", str(target)]) == 0
+    wide = list(csv.DictReader(target.open()))
+    assert list(wide[0]) == ["student_id", "last_name", "first_name", "email", A, "total", "total_max"]
+    by_id = {r["student_id"]: r for r in wide}
+    assert float(by_id["frank"][A]) == pytest.approx(0.7 * MAX) and by_id["gina"][A] == "0"
+    assert by_id["gina"]["total_max"] == f"{MAX:g}"
+
+    assert main(["--course", str(classroom), "export", "--format", "canvas", "--out", str(target)]) == 0
+    canvas = list(csv.reader(target.open()))
+    assert canvas[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", A, "Total"]
+    assert canvas[1] == ["Points Possible", "", "", "", "", f"{MAX:g}", f"{MAX:g}"]
+    assert ["Ng, Gina", "", "", "gina", "", "0", "0"] in canvas
+
+
+def test_the_late_policy_takes_a_share_per_started_day_after_the_grace():
+    from traitlets import TraitError
+
+    from autograder.execute.late import DailyPenalty
+
+    policy = DailyPenalty(per_day=0.1, grace_minutes=15)
+    assert policy.late_submission_penalty("s", 10.0, 14 * 60) is None  # within the grace
+    assert policy.late_submission_penalty("s", 10.0, 16 * 60) == pytest.approx(1.0)  # one started day
+    assert policy.late_submission_penalty("s", 10.0, 2 * 86400 + 3600) == pytest.approx(3.0)
+    assert policy.late_submission_penalty("s", 10.0, 30 * 86400) == 10.0  # never below zero
+    with pytest.raises(TraitError, match="from 0 to 1"):
+        DailyPenalty(per_day=10)
 
 
 @pytest.mark.slow

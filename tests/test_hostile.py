@@ -22,7 +22,8 @@ import nbformat
 import pytest
 
 from autograder import notebook as nbu
-from autograder.commands.grade import REFERENCE_STUDENT, GradeSettings, export_csv, grade
+from autograder.commands.export import export_csv
+from autograder.commands.grade import REFERENCE_STUDENT, GradeSettings, grade
 from autograder.commands.nbgrader_run import scratch_course
 from autograder.course import Course
 from harness import ROOT, course, max_score, points

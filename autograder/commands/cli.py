@@ -112,9 +112,9 @@ def cmd_feedback(course: Course, args) -> int:
 
 
 def cmd_export(course: Course, args) -> int:
-    from autograder.commands.grade import export_csv
+    from autograder.commands.export import export_csv
 
-    text = export_csv(course)
+    text = export_csv(course, args.assignment, args.format)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
         print(f"wrote {args.out}")
@@ -251,8 +251,16 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--student", action="extend", nargs="+", metavar="ID", help="only these students")
     f.set_defaults(func=cmd_feedback)
 
-    e = sub.add_parser("export", help="write the gradebook's grades as CSV")
+    e = sub.add_parser("export", help="write the gradebook's grades as CSV, every enrolled student included")
     e.add_argument("--out", metavar="FILE", help="write here (default: standard output)")
+    e.add_argument("--assignment", action="extend", nargs="+", metavar="A", help=f"only these ({some.split(' (')[0]})")
+    e.add_argument(
+        "--format",
+        choices=("long", "wide", "canvas"),
+        default="long",
+        help="long: a row per student and assignment; wide: a row per student, a column per assignment "
+        "(Moodle); canvas: Canvas's gradebook layout (default: long)",
+    )
     e.set_defaults(func=cmd_export)
 
     d = sub.add_parser("demo", help="build, then grade the reference solutions and the blank release")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import shutil
@@ -412,39 +410,6 @@ def grade(
             record(result)
     run.grades = read_grades(course.root, assignment, sorted(run.graded))
     return run
-
-
-# A spreadsheet evaluates a field that starts with one of these (OWASP's list for CSV injection).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
-
-
-def spreadsheet_text(text: str) -> str:
-    """A text field a spreadsheet shows as text: a leading apostrophe before what would start a
-    formula (a student id ``=HYPERLINK(...)``, a review reason quoting a student's message)."""
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
-
-
-def export_csv(course: Course) -> str:
-    """Every submission in the gradebook as CSV rows, in course order."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["assignment", "student_id", "score", "max_score", "needs_manual_grade", "flagged", "review"])
-    if not course.path("gradebook.db").is_file():
-        raise CourseError(f"no gradebook at {course.path('gradebook.db')} (grade something first)")
-    for assignment in course.assignments:
-        for g in read_grades(course.root, assignment):
-            writer.writerow(
-                [
-                    spreadsheet_text(assignment),
-                    spreadsheet_text(g.student),
-                    f"{g.score:g}",
-                    f"{g.max_score:g}",
-                    str(g.needs_manual).lower(),
-                    str(g.flagged).lower(),
-                    spreadsheet_text(" | ".join(saved_review(course, assignment, g.student))),
-                ]
-            )
-    return out.getvalue()
 
 
 def saved_review(course: Course, assignment: str, student: str) -> list[str]:
