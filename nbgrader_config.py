@@ -40,12 +40,16 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", ".git"
 # through the course's guarded executor too: each kernel in the bubblewrap sandbox, integrity
 # probes around every test cell. `autograder grade` adds parallel workers and review flags.
 try:
+    from autograder.commands.feedback import FeedbackExporter
     from autograder.execute.late import DailyPenalty
     from autograder.execute.pipeline import guarded_autograde_preprocessors
 except ImportError:  # the course package is not installed here: plain nbgrader
     pass
 else:
     c.Autograde.autograde_preprocessors = guarded_autograde_preprocessors()
+    # The formgrader's Generate Feedback button (and `nbgrader generate_feedback`) writes the page
+    # `autograder feedback` writes: results, points and messages, never the hidden tests.
+    c.GenerateFeedback.exporter_class = FeedbackExporter
     # The late policy, once an assignment has a due date (see docs/instructor.md, "Due dates"): each
     # day or part of one past it costs 10 % of the score; the first 15 minutes cost nothing.
     c.AssignLatePenalties.plugin_class = DailyPenalty

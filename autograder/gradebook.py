@@ -29,6 +29,7 @@ class SubmissionGrade:
     max_score: float
     cells: tuple[CellGrade, ...]
     flagged: bool = False
+    late_penalties: tuple[tuple[str, float], ...] = ()  # (notebook, points the late policy took off)
 
     @property
     def needs_manual(self) -> bool:
@@ -63,6 +64,7 @@ def read_grades(root: Path, assignment: str, students: list[str] | None = None) 
                     float(sub.max_score),
                     tuple(cells),
                     any(nb.flagged for nb in sub.notebooks),
+                    tuple((nb.name, float(nb.late_submission_penalty or 0.0)) for nb in sub.notebooks),
                 )
             )
     return results

@@ -223,6 +223,17 @@ def test_feedback_pages_teach_without_leaking_hidden_tests(classroom, graded):
         assert "BEGIN HIDDEN" not in page and "Traceback" not in page
     # bob's teaching message for a wrong letter is the misconception, not the test code.
     assert "misconception" in pages["bob"].lower() or "AssertionError" in pages["bob"]
+    # frank's page says what the late policy took off.
+    assert main(["--course", str(classroom), "feedback", A, "--student", "frank"]) == 0
+    frank = (classroom / "feedback" / "frank" / A / f"{A}.html").read_text()
+    assert f"{0.7 * MAX:g} / {MAX:g}" in frank and f"after {0.3 * MAX:g} points off for late submission" in frank
+
+    # nbgrader's own generate_feedback (what the formgrader's button runs) writes the very same pages.
+    for student in ("bob", "frank"):
+        mine = (classroom / "feedback" / student / A / f"{A}.html").read_text()
+        run_nbgrader(classroom, "generate_feedback", A, "--student", student, "--force")
+        theirs = (classroom / "feedback" / student / A / f"{A}.html").read_text()
+        assert theirs == mine, f"nbgrader's generate_feedback wrote another page for {student}"
 
 
 @pytest.mark.parametrize(

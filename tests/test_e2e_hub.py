@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+from html import escape as html_escape
 from pathlib import Path
 
 import nbformat
@@ -227,10 +228,18 @@ def test_autograder_grades_into_the_gradebook_the_formgrader_reads(hub):
 
 def test_each_student_fetches_their_own_feedback_only(hub):
     needs(hub, "grade")
+    # The formgrader's Generate Feedback button: the same pages as `autograder feedback`, no hidden test.
+    r = hub.request("POST", f"{SERVICE}/formgrader/api/assignment/{A}/generate_feedback", hub.token(TEACHER))
+    ok_json(r, "the instructor presses Generate Feedback")
+    pages = {s: (hub.course_dir / "feedback" / s / A / f"{A}.html").read_text() for s in (RIGHT, WRONG)}
+    hidden = nbu.secret_lines(nbformat.read(ROOT / "source" / A / NB, as_version=4)).hidden
+    assert hidden, "the source should have hidden test lines to look for"
+    for student, page in pages.items():
+        assert not [line for line in hidden if line in page or html_escape(line) in page], f"{student}: hidden tests"
     p = run(str(AUTOGRADER), "feedback", A, cwd=hub.course_dir)
     assert p.returncode == 0, f"autograder feedback exited {p.returncode}:\n{p.stdout}\n{p.stderr}"
     for student in (RIGHT, WRONG):
-        assert (hub.course_dir / "feedback" / student / A / f"{A}.html").is_file()
+        assert (hub.course_dir / "feedback" / student / A / f"{A}.html").read_text() == pages[student]
 
     r = hub.request("POST", f"{SERVICE}/formgrader/api/assignment/{A}/release_feedback", hub.token(TEACHER))
     ok_json(r, "the instructor releases feedback")

@@ -241,9 +241,21 @@ def _every_function_returns(expression: str, prelude: str = "") -> dict[str, str
     return cells
 
 
+# The library's module name, built where no reading of the cell can see it.
+_HIDDEN_IMPORT = "__import__('.'.join(['sklearn', 'metrics']), fromlist=['f1_score'])"
+
 METRIC_TRICKS = {
     # The control: wrong everywhere, no trick.
     "all_wrong": _every_function_returns("None"),
+    # scikit-learn's metrics imported inside the functions, under a name built at run time: the
+    # kernel's call server makes the module unimportable while the judge calls them.
+    "imports_the_library_at_call_time": {
+        **_every_function_returns("None"),
+        "confusion_matrix": "def confusion_matrix(y_true, y_pred, labels):\n"
+        f"    return {_HIDDEN_IMPORT}.confusion_matrix(y_true, y_pred, labels=labels)",
+        "macro_f1": "def macro_f1(y_true, y_pred):\n"
+        f"    return float({_HIDDEN_IMPORT}.f1_score(y_true, y_pred, average='macro', zero_division=0))",
+    },
     # The checks' helpers rewritten in place in the kernel.
     "helpers_rewritten": _every_function_returns(
         "None",

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+from nbconvert.exporters import Exporter
+from traitlets import default
 
 from autograder import notebook as nbu
-from autograder.commands.grade import saved_review
+from autograder.commands.grade import review_beside, saved_review
 from autograder.course import Course, CourseError
 from autograder.gradebook import read_grades
 from autograder.runner.intake import IntakeError, copy_plain_file
@@ -56,7 +58,11 @@ def _message(cell) -> tuple[str, str]:
 
 def items(autograded: Path, grades: dict[str, tuple[float | None, float]]) -> list[Item]:
     """The graded items of one autograded notebook, in notebook order."""
-    nb = nbformat.read(autograded, as_version=4)
+    return items_of(nbformat.read(autograded, as_version=4), grades)
+
+
+def items_of(nb, grades: dict[str, tuple[float | None, float]]) -> list[Item]:
+    """The graded items of an autograded notebook, in notebook order."""
     found = []
     for cell in nb.cells:
         meta = cell.get("metadata", {}).get("nbgrader", {})
@@ -74,9 +80,8 @@ def items(autograded: Path, grades: dict[str, tuple[float | None, float]]) -> li
     return found
 
 
-def _answers(autograded: Path) -> list[tuple[str, str]]:
+def _answers(nb) -> list[tuple[str, str]]:
     """The student's own answer cells (grade id, source): theirs to see, nothing hidden."""
-    nb = nbformat.read(autograded, as_version=4)
     return [
         (nbu.cell_id(c), c.source)
         for c in nb.cells
@@ -84,10 +89,13 @@ def _answers(autograded: Path) -> list[tuple[str, str]]:
     ]
 
 
-def render(assignment: str, student: str, notebook: str, found: list[Item], answers, review: list[str]) -> str:
+def render(
+    assignment: str, student: str, notebook: str, found: list[Item], answers, review: list[str], late: float = 0.0
+) -> str:
     esc = html.escape
-    got = sum(i.score or 0 for i in found)
+    got = max(0.0, sum(i.score or 0 for i in found) - late)
     total = sum(i.max_score for i in found)
+    late_note = f" (after {late:g} points off for late submission)" if late else ""
     rows = "\n".join(
         f"<tr class='{esc(i.result.replace(' ', '-'))}'><td><code>{esc(i.cell)}</code></td>"
         f"<td>{'' if i.score is None else f'{i.score:g}'} / {i.max_score:g}</td><td>{esc(i.result)}</td>"
@@ -111,7 +119,7 @@ tr.passed td:nth-child(3) {{ color: #176117; }} tr.failed td:nth-child(3), tr.no
 .flag {{ border: 2px solid #a1150b; padding: .5rem 1rem; margin: 1rem 0; }} pre {{ background: #f6f6f6; padding: .6rem; overflow-x: auto; }}
 </style></head><body>
 <h1>{esc(assignment)}: {esc(notebook)}</h1>
-<p>Student <strong>{esc(student)}</strong>. Score <strong class="score">{got:g} / {total:g}</strong>.</p>
+<p>Student <strong>{esc(student)}</strong>. Score <strong class="score">{got:g} / {total:g}</strong>{late_note}.</p>
 {flagged}
 <h2>Graded items</h2>
 <table><thead><tr><th>item</th><th>points</th><th>result</th><th>what to fix</th></tr></thead>
@@ -156,15 +164,58 @@ def generate_feedback(course: Course, assignment: str, students: list[str] | Non
             if not autograded.is_file():
                 continue
             cells = {c.cell: (c.score, c.max_score) for c in g.cells if c.notebook == source_nb.stem}
+            nb = nbformat.read(autograded, as_version=4)
             page = render(
                 assignment,
                 student,
                 source_nb.stem,
-                items(autograded, cells),
-                _answers(autograded),
-                [r for r in review if r.startswith((f"{source_nb.stem}/", f"{source_nb.stem}:", "not graded"))],
+                items_of(nb, cells),
+                _answers(nb),
+                _about(review, source_nb.stem),
+                dict(g.late_penalties).get(source_nb.stem, 0.0),
             )
             path = dest / f"{source_nb.stem}.html"
             path.write_text(page, encoding="utf-8")
             written.append(path)
     return written
+
+
+def _about(review: list[str], notebook: str) -> list[str]:
+    """The review reasons that concern ``notebook``."""
+    return [r for r in review if r.startswith((f"{notebook}/", f"{notebook}:", "not graded"))]
+
+
+class FeedbackExporter(Exporter):
+    """The same page, written by nbgrader's ``generate_feedback`` (the formgrader's **Generate
+    Feedback** button): ``nbgrader_config.py`` sets ``c.GenerateFeedback.exporter_class`` to this.
+    nbgrader's own page would show the test cells, hidden tests included.
+
+    Runs in the formgrader's process, after nbgrader's ``GetGrades`` has written each graded cell's
+    score and points into its metadata and the late penalty into the resources."""
+
+    output_mimetype = "text/html"
+
+    @default("file_extension")
+    def _file_extension_default(self) -> str:
+        return ".html"
+
+    def from_notebook_node(self, nb, resources=None, **kw):
+        nb, resources = super().from_notebook_node(nb, resources, **kw)
+        info = resources.get("nbgrader", {})
+        grades = {}
+        for cell in nb.cells:
+            meta = nbu.nbgrader_meta(cell)
+            if meta.get("grade") and nbu.cell_id(cell) and "points" in meta:
+                grades[nbu.cell_id(cell)] = (meta.get("score"), float(meta["points"]))
+        folder = Path(resources.get("metadata", {}).get("path") or ".")
+        notebook = str(info.get("notebook", ""))
+        page = render(
+            str(info.get("assignment", "")),
+            str(info.get("student", "")),
+            notebook,
+            items_of(nb, grades),
+            _answers(nb),
+            _about(review_beside(folder), notebook),
+            float(info.get("late_penalty") or 0.0),
+        )
+        return page, resources

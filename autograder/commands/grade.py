@@ -414,8 +414,12 @@ def grade(
 
 def saved_review(course: Course, assignment: str, student: str) -> list[str]:
     """The review reasons ``grade`` stored beside the autograded notebook (empty when none)."""
-    path = course.path("autograded", student, assignment, REPORT_FILE)
+    return review_beside(course.path("autograded", student, assignment))
+
+
+def review_beside(folder: Path) -> list[str]:
+    """The review reasons ``grade`` stored in an autograded submission's folder (empty when none)."""
     try:
-        return list(json.loads(path.read_text()).get("review", []))
-    except (OSError, ValueError):
+        return [str(r) for r in json.loads((folder / REPORT_FILE).read_text()).get("review", [])]
+    except (OSError, ValueError, AttributeError):
         return []

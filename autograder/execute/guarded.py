@@ -129,7 +129,7 @@ class GuardedExecute(CallSession, Execute):
         if info.get("assignment") not in self.call_judged:
             return None
         from autograder.judge.call import CallJudge
-        from autograder.judge.shortcuts import REFUSED, refusals
+        from autograder.judge.shortcuts import REFUSED, UNIMPORTABLE, refusals
         from autograder.judge.sources import TestSources, defined_names
 
         sources, order = self.sources, None
@@ -156,6 +156,7 @@ class GuardedExecute(CallSession, Execute):
                 self.shortcuts.get(info["assignment"], REFUSED.get(info["assignment"], {})),
                 graded=defined_names(answers),
             ),
+            unimportable=UNIMPORTABLE.get(info["assignment"], ()),
         )
 
     def _copy_data(self, src: Path, dest: Path) -> None:

@@ -21,12 +21,17 @@ class CallJudge:
     student's kernel."""
 
     def __init__(
-        self, setup: list[str], names: list[str], execute: Execute, refused: dict[str, str] | None = None
+        self,
+        setup: list[str],
+        names: list[str],
+        execute: Execute,
+        refused: dict[str, str] | None = None,
+        unimportable: tuple[str, ...] = (),
     ) -> None:
         self.namespace: dict[str, Any] = {"__builtins__": builtins, "__name__": "__judge__"}
         self.setup, self.names = setup, names
         self.refused = refused or {}  # graded name -> why its code is refused (autograder.judge.shortcuts)
-        self.channel = Channel(execute)
+        self.channel = Channel(execute, unimportable)
         self._ready = False
 
     def _prepare(self) -> None:

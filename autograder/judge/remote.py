@@ -84,8 +84,9 @@ _lent_numbers = itertools.count(1)  # never reused: a number kept from an earlie
 class Channel:
     """Requests to one student's kernel, through ``execute(code, hook)``."""
 
-    def __init__(self, execute: Execute) -> None:
+    def __init__(self, execute: Execute, unimportable: tuple[str, ...] = ()) -> None:
         self.execute = execute
+        self.unimportable = tuple(unimportable)  # modules the kernel hides while it answers (kernel.server)
         self._remotes: dict[int, Remote] = {}
         self._lent: dict[int, Callable[..., Any]] = {}
         self._calling_back = False
@@ -103,6 +104,8 @@ class Channel:
             raise RemoteError("a function the grader lends cannot itself call into the student's kernel")
         token = secrets.token_hex(16)
         message = {"token": token, "op": op, **target, **fields}
+        if self.unimportable:
+            message["unimportable"] = list(self.unimportable)
         if payload is not None:
             message["payload"] = payload
         answers: list[dict] = []

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable, Mapping
 
-__all__ = ["REFUSED", "refusals", "refused_functions", "shortcut_message"]
+__all__ = ["REFUSED", "UNIMPORTABLE", "refusals", "refused_functions", "shortcut_message"]
 
 # assignment -> {module prefix: what to do instead}
 REFUSED: dict[str, dict[str, str]] = {
@@ -35,6 +35,12 @@ REFUSED: dict[str, dict[str, str]] = {
         "bitsandbytes is the library your answer is checked against",
     },
 }
+
+# assignment -> the refused modules that are also not importable while the judge calls the student's
+# code (the kernel's call server hides them: autograder.kernel.server). Only where honest code never
+# imports them: transformers and PEFT probe for bitsandbytes while they load and wrap models, so
+# 02's and 05's refusal stays the reading above.
+UNIMPORTABLE: dict[str, tuple[str, ...]] = {"03_metrics": ("sklearn.metrics",)}
 
 MAX_CELL_CHARS = 100_000  # a longer cell is not read (and earns nothing from the judge anyway)
 

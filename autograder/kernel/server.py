@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import base64
 import builtins
+import contextlib
 import copy
+import importlib.abc
 import io
 import json
 import pickle
 import socket
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -177,6 +180,49 @@ def _perform(req: dict, namespace: dict) -> Any:
     raise ValueError(f"unknown operation {op!r}")
 
 
+class _Unimportable(importlib.abc.MetaPathFinder):
+    """Refuses to import the modules the judge named, while the student's code answers it."""
+
+    def __init__(self, modules: list[str]) -> None:
+        self.modules = modules
+
+    def find_spec(self, name, path=None, target=None):
+        if any(name == m or name.startswith(m + ".") for m in self.modules):
+            raise ModuleNotFoundError(
+                f"{name} cannot be imported while your code is graded: this assignment asks you to write it yourself",
+                name=name,
+            )
+        return None
+
+
+@contextlib.contextmanager
+def _hiding(modules: list[str]):
+    """``modules`` out of reach meanwhile: out of ``sys.modules``, off their parent package, and not
+    importable again; all back afterwards. (The student's kernel can undo this; the judge's reading
+    of the cells, :mod:`autograder.judge.shortcuts`, does not rest on it.)"""
+    if not modules:
+        yield
+        return
+    hidden = {k: sys.modules.pop(k) for k in list(sys.modules) if any(k == m or k.startswith(m + ".") for m in modules)}
+    detached = []
+    for module in modules:
+        parent, _, child = module.rpartition(".")
+        package = sys.modules.get(parent) if parent else None
+        if package is not None and child in vars(package):
+            detached.append((package, child, vars(package)[child]))
+            delattr(package, child)
+    finder = _Unimportable(modules)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        if finder in sys.meta_path:
+            sys.meta_path.remove(finder)
+        sys.modules.update(hidden)
+        for package, child, value in detached:
+            setattr(package, child, value)
+
+
 def answer(request: str, namespace: dict, call_back: Callable[[dict], dict] | None = None) -> dict:
     """The answer to one request (``{"token", "op", "name"|"handle", ...}``), with ``namespace``
     standing for the student's globals: ``{"token", "value"}`` or ``{"token", "raised", "message"}``.
@@ -185,8 +231,10 @@ def answer(request: str, namespace: dict, call_back: Callable[[dict], dict] | No
     req = json.loads(request)
     reply: dict = {"token": req["token"]}
     _call_back, _token = call_back, req["token"]
+    hide = [str(m) for m in req.get("unimportable", [])]
     try:
-        reply["value"] = wire.dumps(_perform(req, namespace), ref=_handle)
+        with _hiding(hide):
+            reply["value"] = wire.dumps(_perform(req, namespace), ref=_handle)
     except BaseException as exc:  # the student's code failed: say how, as data
         reply["raised"] = type(exc).__name__
         reply["message"] = str(exc)[:500]
