@@ -34,6 +34,7 @@ NB = f"{A}.ipynb"
 TEACHER, RIGHT, WRONG = "teacher", "ada", "bert"
 SERVICE = f"/services/{COURSE}"
 AUTOGRADER = Path(sys.executable).parent / "autograder"
+PWN = "(window.__pwned = window.__pwned || []).push"  # what a payload would call in the page
 
 
 def max_score() -> float:
@@ -177,6 +178,13 @@ def test_release_fetch_answer_submit_collect(hub):
         mine = answers(student)
         for cell in nb.cells:
             cell.source = mine.get(nbu.cell_id(cell), cell.source)
+        if student == WRONG:  # scripts for the instructor's browser, in the cells a student may add
+            nb.cells.append(
+                nbformat.v4.new_markdown_cell(f'<script>{PWN}("markdown")</script><img src=x onerror=\'{PWN}("img")\'>')
+            )
+            nb.cells.append(
+                nbformat.v4.new_raw_cell(f'<script>{PWN}("raw")</script>', metadata={"format": "text/html"})
+            )
         r = hub.request("PUT", url, token, json={"type": "notebook", "format": "json", "content": nb})
         assert r.status_code == 200, f"{student} saves: {r.status_code} {r.text[:500]}"
 
@@ -224,6 +232,38 @@ def test_autograder_grades_into_the_gradebook_the_formgrader_reads(hub):
     assert float(rows[(A, RIGHT)]["score"]) == float(rows[(A, RIGHT)]["max_score"]) == max_score()
     assert float(rows[(A, WRONG)]["score"]) < max_score()
     hub.state["grade"] = True
+
+
+def test_the_formgrader_shows_a_students_scripts_as_text(hub):
+    """The instructor opens the wrong student's submission in the running formgrader, signed in through
+    the hub in headless Chromium: none of the scripts the student put in their notebook runs."""
+    from playwright.sync_api import sync_playwright
+
+    from e2e_support.browser import CHROMIUM, CHROMIUM_ARGS, missing_requirement
+
+    needs(hub, "grade")
+    missing = missing_requirement()
+    if missing:
+        pytest.fail(missing, pytrace=False)
+    r = hub.request("GET", f"{SERVICE}/formgrader/api/submitted_notebooks/{A}/{A}", hub.token(TEACHER))
+    (sid,) = [n["id"] for n in ok_json(r, "the submitted notebooks") if n["student"] == WRONG]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(f"{hub.base}/hub/login", wait_until="load")
+            page.fill("input[name=username]", TEACHER)
+            page.fill("input[name=password]", hub.password)
+            page.click("#login_submit")
+            page.wait_for_load_state("load")
+            page.goto(f"{hub.base}{SERVICE}/formgrader/submissions/{sid}/", wait_until="load")
+            page.wait_for_timeout(1000)
+            shown = page.content()
+            ran = page.evaluate("window.__pwned || []")
+        finally:
+            browser.close()
+    assert "answer_q1" in shown and "markdown" in shown, "this is not the student's submission page"
+    assert ran == [], f"the formgrader ran the student's scripts in the instructor's browser: {ran}"
 
 
 def test_each_student_fetches_their_own_feedback_only(hub):
