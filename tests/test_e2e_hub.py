@@ -10,6 +10,7 @@ the venv, configurable-http-proxy under ``.e2e/node``); without them it fails, s
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -234,19 +235,16 @@ def test_autograder_grades_into_the_gradebook_the_formgrader_reads(hub):
     hub.state["grade"] = True
 
 
-def test_the_formgrader_shows_a_students_scripts_as_text(hub):
-    """The instructor opens the wrong student's submission in the running formgrader, signed in through
-    the hub in headless Chromium: none of the scripts the student put in their notebook runs."""
+@contextlib.contextmanager
+def instructor_browser(hub):
+    """A page of headless Chromium, signed in to the hub as the instructor through its login form."""
     from playwright.sync_api import sync_playwright
 
     from e2e_support.browser import CHROMIUM, CHROMIUM_ARGS, missing_requirement
 
-    needs(hub, "grade")
     missing = missing_requirement()
     if missing:
         pytest.fail(missing, pytrace=False)
-    r = hub.request("GET", f"{SERVICE}/formgrader/api/submitted_notebooks/{A}/{A}", hub.token(TEACHER))
-    (sid,) = [n["id"] for n in ok_json(r, "the submitted notebooks") if n["student"] == WRONG]
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
@@ -256,21 +254,34 @@ def test_the_formgrader_shows_a_students_scripts_as_text(hub):
             page.fill("input[name=password]", hub.password)
             page.click("#login_submit")
             page.wait_for_load_state("load")
-            page.goto(f"{hub.base}{SERVICE}/formgrader/submissions/{sid}/", wait_until="load")
-            page.wait_for_timeout(1000)
-            shown = page.content()
-            ran = page.evaluate("window.__pwned || []")
+            yield page
         finally:
             browser.close()
+
+
+def test_the_formgrader_shows_a_students_scripts_as_text(hub):
+    """The instructor opens the wrong student's submission in the running formgrader: none of the
+    scripts the student put in their notebook runs."""
+    needs(hub, "grade")
+    r = hub.request("GET", f"{SERVICE}/formgrader/api/submitted_notebooks/{A}/{A}", hub.token(TEACHER))
+    (sid,) = [n["id"] for n in ok_json(r, "the submitted notebooks") if n["student"] == WRONG]
+    with instructor_browser(hub) as page:
+        page.goto(f"{hub.base}{SERVICE}/formgrader/submissions/{sid}/", wait_until="load")
+        page.wait_for_timeout(1000)
+        shown = page.content()
+        ran = page.evaluate("window.__pwned || []")
     assert "answer_q1" in shown and "markdown" in shown, "this is not the student's submission page"
     assert ran == [], f"the formgrader ran the student's scripts in the instructor's browser: {ran}"
 
 
 def test_each_student_fetches_their_own_feedback_only(hub):
     needs(hub, "grade")
-    # The formgrader's Generate Feedback button: the same pages as `autograder feedback`, no hidden test.
-    r = hub.request("POST", f"{SERVICE}/formgrader/api/assignment/{A}/generate_feedback", hub.token(TEACHER))
-    ok_json(r, "the instructor presses Generate Feedback")
+    # The formgrader's Generate Feedback button, pressed in the browser: the same pages as
+    # `autograder feedback`, no hidden test.
+    with instructor_browser(hub) as page:
+        page.goto(f"{hub.base}{SERVICE}/formgrader/manage_assignments", wait_until="load")
+        page.locator("tr", has=page.locator(f"a:text-is('{A}')")).locator(".generate-feedback a").click()
+        page.wait_for_selector("#success-modal", state="visible", timeout=180_000)
     pages = {s: (hub.course_dir / "feedback" / s / A / f"{A}.html").read_text() for s in (RIGHT, WRONG)}
     hidden = nbu.secret_lines(nbformat.read(ROOT / "source" / A / NB, as_version=4)).hidden
     assert hidden, "the source should have hidden test lines to look for"
