@@ -1,0 +1,48 @@
+"""What the notebooks' prose states, pinned to the library or the notebook it describes."""
+
+from __future__ import annotations
+
+import re
+
+from harness import points, source_notebook
+
+
+def _text(assignment: str, cell: str) -> str:
+    (found,) = [c.source for c in source_notebook(assignment).cells if (c.get("id") == cell or _grade_id(c) == cell)]
+    return " ".join(found.split())
+
+
+def _grade_id(c) -> str | None:
+    return c.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def test_peft_defaults_are_the_ones_lora_config_has():
+    from peft import LoraConfig
+
+    text = _text("01_lora_basics", "layer_md")
+    m = re.search(r"a bare `LoraConfig\(\)` has `r = (\d+)` and `lora_alpha = (\d+)`", text)
+    assert m, "01's layer_md no longer states PEFT's defaults"
+    assert (int(m.group(1)), int(m.group(2))) == (LoraConfig().r, LoraConfig().lora_alpha)
+    assert "PEFT's defaults in this course" not in text
+
+
+def test_the_bootstrap_is_said_to_be_graded_with_its_points():
+    text = _text("05_qlora_lab", "bootstrap_md")
+    m = re.search(r"graded again here, by `(test_\w+)`: (\d+) points?", text)
+    assert m, "05's bootstrap_md should say the bootstrap is graded, and for how much"
+    assert points("05_qlora_lab")[m.group(1)] == int(m.group(2))
+
+
+def test_the_780_gb_is_labelled_a_reconstruction_of_a_lower_bound():
+    text = _text("02_quantization", "budget_md")
+    assert "*more than* 780 GB" in text and "reconstruction" in text
+    assert 65e9 * 12 / 1e9 == 780
+
+
+def test_nf4_shrinks_16_bit_weights_about_fourfold():
+    text = _text("05_qlora_lab", "peek_md")
+    bits = 4 + 8 / 64 + 32 / (64 * 256)  # a 4-bit code, an 8-bit constant per 64, a 32-bit one per 64 x 256
+    m = re.search(r"to ([\d.]+) \(NF4.*?about fourfold, ([\d.]+)×", text)
+    assert m, "05's peek_md should give the bits and the ratio"
+    assert float(m.group(1)) == round(bits, 3) and float(m.group(2)) == round(16 / bits, 1)
+    assert "shrinks eightfold" not in text
