@@ -46,3 +46,24 @@ def test_nf4_shrinks_16_bit_weights_about_fourfold():
     assert m, "05's peek_md should give the bits and the ratio"
     assert float(m.group(1)) == round(bits, 3) and float(m.group(2)) == round(16 / bits, 1)
     assert "shrinks eightfold" not in text
+
+
+def test_merging_into_a_4_bit_base_is_said_to_round_as_peft_warns():
+    import inspect
+
+    from peft.tuners.lora import bnb
+
+    text = _text("01_lora_basics", "merge_md")
+    (warning,) = re.findall(r'"(Merge lora module to 4-bit linear[^"]*)"', text)
+    assert warning in inspect.getsource(bnb), "PEFT no longer warns with the words the notebook quotes"
+
+
+def test_dequantization_is_said_to_run_backward_and_in_recomputation_too():
+    text = _text("02_quantization", "qlora_picture_md")
+    assert "backward pass" in text and "recomputes" in text
+
+
+def test_the_feature_candidates_are_not_said_to_be_lora_or_qlora():
+    text = _text("03_metrics", "before_after_md")
+    assert "the way LoRA and QLoRA shrink" not in text and "the low-rank idea behind LoRA" not in text
+    assert "restricts the *update*" in text and "*frozen weights* in 4 bits" in text
