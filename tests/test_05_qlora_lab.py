@@ -183,6 +183,12 @@ SCALING = "self.scaling = alpha / r"
 
 # mistake -> (answer, wrong source, {every test cell it costs: words that cell's error message must contain})
 WRONG = {
+    # w / absmax computed in the layer's own dtype: a bfloat16 layer gets other codes than bitsandbytes'.
+    "quantized_in_own_dtype": (
+        "QLoRALinear",
+        layer(("weight = base.weight.detach().float()", "weight = base.weight.detach()")),
+        {"test_QLoRALinear_dequantize": "Read the base weight in float32 first"},
+    ),
     "nibble_order": (
         "QLoRALinear",
         layer((UNPACK, "codes = torch.stack([self.packed & 0x0F, self.packed >> 4], dim=1)")),

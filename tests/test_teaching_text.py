@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from harness import points, source_notebook
 
 
@@ -67,3 +69,46 @@ def test_the_feature_candidates_are_not_said_to_be_lora_or_qlora():
     text = _text("03_metrics", "before_after_md")
     assert "the way LoRA and QLoRA shrink" not in text and "the low-rank idea behind LoRA" not in text
     assert "restricts the *update*" in text and "*frozen weights* in 4 bits" in text
+
+
+# Test cells a points table counts under a name other than their own.
+COUNTED_WITH = {"test_headline_gpt3": "lora_param_count"}  # 01: the paper's headline, with your count
+
+
+@pytest.mark.parametrize("assignment", ["01_lora_basics", "05_qlora_lab"])
+def test_the_points_table_states_the_points_each_name_is_graded(assignment):
+    """Each row ``| `name` | N ...`` of the intro's table: N is what the cells for that name are worth
+    (its tests ``test_<name>...``, or the hand-graded cell of that id)."""
+    from harness import source_notebook
+
+    worth: dict[str, float] = {}
+    for cell in source_notebook(assignment).cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade"):
+            worth[meta["grade_id"]] = float(meta.get("points", 0))
+    rows = dict(re.findall(r"^\| `(\w+)` \| (\d+)", _text_lines(assignment, "intro"), re.M))
+    assert rows, f"{assignment}'s intro has no points table"
+    for name, stated in rows.items():
+        graded = sum(
+            p
+            for cell, p in worth.items()
+            if cell == name
+            or cell == f"test_{name}"
+            or cell.startswith(f"test_{name}_")
+            or COUNTED_WITH.get(cell) == name
+        )
+        assert graded == float(stated), (
+            f"{assignment}: the table gives {name} {stated} points; its cells are worth {graded:g}"
+        )
+    assert sum(map(float, rows.values())) == sum(worth.values()), "the table leaves out graded points"
+
+
+def _text_lines(assignment: str, cell: str) -> str:
+    (found,) = [c.source for c in source_notebook(assignment).cells if (c.get("id") == cell or _grade_id(c) == cell)]
+    return found
+
+
+def test_05_says_what_its_tests_check_of_the_layer():
+    text = _text("05_qlora_lab", "layer_md")
+    assert "`base.weight.float()`" in text and "`bfloat16`" in text
+    assert "`block_constants()` returns every block's absmax as float32" in text
