@@ -112,3 +112,21 @@ def test_05_says_what_its_tests_check_of_the_layer():
     text = _text("05_qlora_lab", "layer_md")
     assert "`base.weight.float()`" in text and "`bfloat16`" in text
     assert "`block_constants()` returns every block's absmax as float32" in text
+
+
+def test_the_recipe_says_what_prepare_model_for_kbit_training_does():
+    import inspect
+
+    from peft.utils import other
+
+    import course.lab
+    import course.train
+
+    text = _text("05_qlora_lab", "recipe_md")
+    code = inspect.getsource(other.prepare_model_for_kbit_training)
+    assert "freezes every parameter" in text and "param.requires_grad = False" in code
+    assert "to float32" in text and "param.data.to(torch.float32)" in code
+    assert "`enable_input_require_grads`" in text and "enable_input_require_grads" in code
+    assert "`use_reentrant=False`" in text and '"use_reentrant": False' in inspect.getsource(course.lab)
+    assert "`PagedAdamW8bit`" in text and "PagedAdamW8bit" in inspect.getsource(course.train)
+    assert "20–30%" not in text and "keeps the layer norms and the head in 32 bits" not in text
