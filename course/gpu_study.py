@@ -1,5 +1,5 @@
 """On a GPU kernel: where 4 bits matter. A decoder LLM of about half a billion parameters, fine-tuned
-three ways on tweet batches, with notebook 02's arithmetic next to what CUDA measured.
+three ways on tweet batches, with the arithmetic of what each library stores next to what CUDA measured.
 
 Arms: ``full`` (bf16 weights, AdamW), ``lora`` (bf16 base, adapters on every linear layer) and
 ``qlora`` (NF4 base with double quantization, the same adapters, ``prepare_model_for_kbit_training``,
@@ -32,11 +32,16 @@ from .train import PeakMemory
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B"  # 494 M parameters, 24 layers, width 896, tied embeddings
 ARMS = ("full", "lora", "qlora")
-ADAM_BYTES = {"adamw": 8, "paged_adamw_8bit": 2}  # optimizer state bytes per trainable parameter
 # DEFAULT_MODEL's counts: its parameters, and rank-16 adapters on all 7 linear layers of its 24 blocks
 # (q 896->896, k and v 896->128, o 896->896, gate and up 896->4864, down 4864->896).
 DEFAULT_PARAMS = 494_032_768
+# Of those, the weights of its nn.Linear layers (q, k, v, o, gate, up, down in 24 blocks): the only
+# ones bitsandbytes quantizes. The rest (the tied 151,936 x 896 embedding, norms, biases) stay 16-bit.
+DEFAULT_LINEAR = 24 * (2 * 896 * 896 + 2 * 896 * 128 + 3 * 896 * 4864)
 DEFAULT_ADAPTERS = 24 * 16 * (2 * 1792 + 2 * 1024 + 3 * 5760)
+# Optimizer state bytes per float32 trainable parameter: AdamW's two moments, or bitsandbytes' 8-bit ones.
+FP32_STATE_BYTES = {"adamw": 8, "paged_adamw_8bit": 2}
+NF4_BITS = 4 + 8 / 64 + 32 / (64 * 256)  # a 4-bit code; an 8-bit constant per 64; a 32-bit one per 64 x 256
 
 
 @dataclass
@@ -50,25 +55,78 @@ class StudyRow:
     memory_kind: str
 
 
-def predicted_bytes(arm: str, total: int, trainable: int, optimizer: str) -> float:
-    """Notebook 02's arithmetic: frozen weights at their width, trainable ones with a gradient and
-    optimizer states. bf16 is 2 bytes; NF4 with double quantization is 4.127 bits."""
-    frozen = total - trainable if arm != "full" else 0
-    frozen_bytes = frozen * (4.127 / 8 if arm == "qlora" else 2)
-    weight_bytes = 2 if arm == "full" else 4  # adapters are kept in 32 bits by PEFT
-    return frozen_bytes + trainable * (weight_bytes + weight_bytes + ADAM_BYTES[optimizer])
+def predicted_components(
+    arm: str, linear: int, other: int, adapters: int, optimizer: str, width: int = 2
+) -> dict[str, float]:
+    """Bytes of ``weights``, ``gradients`` and ``optimizer`` states for one arm: ``linear`` frozen
+    ``nn.Linear`` weights, ``other`` frozen parameters, ``adapters`` trainable ones, a model loaded
+    ``width`` bytes per number (2: bf16). No activations.
+
+    - ``full`` trains everything at its own width; torch's AdamW keeps its two states in the
+      parameters' dtype: 4 x ``width`` bytes per parameter in all (8 in bf16).
+    - ``lora``: the frozen base at its width; PEFT keeps the adapters in float32 (4 + 4 bytes, and
+      8 for AdamW's states, 2 for bitsandbytes' 8-bit ones).
+    - ``qlora``: bitsandbytes quantizes only ``nn.Linear`` weights (:data:`NF4_BITS` each);
+      ``prepare_model_for_kbit_training`` casts every other 16-bit parameter to float32.
+    """
+    state = FP32_STATE_BYTES[optimizer]
+    if arm == "full":
+        n = linear + other + adapters
+        return {"weights": n * width, "gradients": n * width, "optimizer": n * 2 * width}
+    if arm == "lora":
+        frozen = (linear + other) * width
+    elif arm == "qlora":
+        frozen = linear * NF4_BITS / 8 + other * 4
+    else:
+        raise ValueError(f"unknown arm {arm!r}; the arms are {', '.join(ARMS)}")
+    return {"weights": frozen + adapters * 4, "gradients": adapters * 4, "optimizer": adapters * state}
 
 
-def format_prediction(total: int = DEFAULT_PARAMS, adapters: int = DEFAULT_ADAPTERS) -> str:
-    """What the arithmetic predicts for each arm (weights, gradients, optimizer states; no activations)."""
-    lines = [f"{'arm':<6}{'trainable':>13}{'predicted GB':>14}  what it counts"]
-    for arm, trainable, optimizer, what in (
-        ("full", total, "adamw", "bf16 weights + bf16 gradients + 2 fp32 Adam states"),
-        ("lora", adapters, "adamw", "bf16 base + fp32 adapters, gradients and Adam states"),
-        ("qlora", adapters, "paged_adamw_8bit", "NF4 base (4.127 bits) + fp32 adapters, 8-bit states"),
+def predicted_bytes(arm: str, linear: int, other: int, adapters: int, optimizer: str, width: int = 2) -> float:
+    """All of :func:`predicted_components`."""
+    return sum(predicted_components(arm, linear, other, adapters, optimizer, width).values())
+
+
+def parameter_split(model: torch.nn.Module) -> tuple[int, int, int]:
+    """``(frozen weights that 4 bits take, other frozen parameters, trainable parameters)`` of a model,
+    a packed 4-bit tensor counting as the parameters it stands for. In a 4-bit model the first are its
+    4-bit weights; in another, the frozen ``nn.Linear`` weights but the classification head's
+    (bitsandbytes is told to skip it)."""
+    from .memory import HEAD_NAMES
+
+    four_bit = any(type(p).__name__ == "Params4bit" for p in model.parameters())
+    linear = other = trainable = 0
+    for module_name, module in model.named_modules():
+        head = module_name.rsplit(".", 1)[-1] in HEAD_NAMES
+        for name, p in module.named_parameters(recurse=False):
+            n = p.numel() * (2 if p.dtype == torch.uint8 else 1)
+            if p.requires_grad:
+                trainable += n
+            elif (
+                (type(p).__name__ == "Params4bit")
+                if four_bit
+                else (name == "weight" and isinstance(module, torch.nn.Linear) and not head)
+            ):
+                linear += n
+            else:
+                other += n
+    return linear, other, trainable
+
+
+def format_prediction(
+    linear: int = DEFAULT_LINEAR, other: int = DEFAULT_PARAMS - DEFAULT_LINEAR, adapters: int = DEFAULT_ADAPTERS
+) -> str:
+    """What the arithmetic predicts for each arm, by component (no activations), in GB."""
+    lines = [f"{'arm':<6}{'trainable':>13}{'weights':>9}{'grads':>8}{'optim':>8}{'total GB':>10}  what it counts"]
+    for arm, optimizer, what in (
+        ("full", "adamw", "bf16 weights, gradients and AdamW states (torch keeps them in bf16)"),
+        ("lora", "adamw", "bf16 base + fp32 adapters, gradients and AdamW states"),
+        ("qlora", "paged_adamw_8bit", "NF4 linear weights, the rest cast to fp32, fp32 adapters, 8-bit states"),
     ):
-        size = predicted_bytes(arm, total + (0 if arm == "full" else adapters), trainable, optimizer) / 1e9
-        lines.append(f"{arm:<6}{trainable:>13,}{size:>14.2f}  {what}")
+        parts = predicted_components(arm, linear, other, 0 if arm == "full" else adapters, optimizer)
+        trainable = linear + other if arm == "full" else adapters
+        gb = [v / 1e9 for v in parts.values()]
+        lines.append(f"{arm:<6}{trainable:>13,}{gb[0]:>9.2f}{gb[1]:>8.2f}{gb[2]:>8.2f}{sum(gb):>10.2f}  {what}")
     return "\n".join(lines)
 
 
@@ -221,13 +279,13 @@ def measure(
             if i > 0:
                 timed += time.perf_counter() - start
     # Logical parameters: a packed 4-bit tensor holds two per byte.
-    total = sum(p.numel() * (2 if p.dtype == torch.uint8 else 1) for p in model.parameters())
-    trainable = sum(p.numel() for p in params)
+    linear, other, trainable = parameter_split(model)
+    width = 4 if device.type == "cpu" else 2  # the CPU path loads in float32
     row = StudyRow(
         arm=arm,
-        total_params=total,
+        total_params=linear + other + trainable,
         trainable_params=trainable,
-        predicted_gb=predicted_bytes(arm, total, trainable, optimizer_name) / 1e9,
+        predicted_gb=predicted_bytes(arm, linear, other, trainable, optimizer_name, width) / 1e9,
         peak_gb=peak.added_mb * 2**20 / 1e9,
         seconds_per_step=timed / max(steps - 1, 1),
         memory_kind=peak.kind,

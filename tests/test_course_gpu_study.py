@@ -10,15 +10,72 @@ import torch
 from course import gpu_study
 
 
-def test_the_arithmetic_is_notebook_02s():
-    n = 494_032_768  # Qwen2.5-0.5B
-    full = gpu_study.predicted_bytes("full", n, n, "adamw")
-    assert math.isclose(full / 1e9, 12 * n / 1e9), "bf16 weights and gradients, two fp32 Adam states: 12 bytes"
-    lora = gpu_study.predicted_bytes("lora", n + 8_798_208, 8_798_208, "adamw")
-    qlora = gpu_study.predicted_bytes("qlora", n + 8_798_208, 8_798_208, "paged_adamw_8bit")
-    assert math.isclose(lora, 2 * n + 16 * 8_798_208)
-    assert math.isclose(qlora, n * 4.127 / 8 + 10 * 8_798_208)
-    assert qlora < lora / 3 < full / 3
+def test_the_arithmetic_prices_each_component_as_the_libraries_store_it():
+    linear, other, adapters = gpu_study.DEFAULT_LINEAR, gpu_study.DEFAULT_PARAMS - gpu_study.DEFAULT_LINEAR, 8_798_208
+    full = gpu_study.predicted_components("full", linear, other, 0, "adamw")
+    assert full == {"weights": 2 * 494_032_768, "gradients": 2 * 494_032_768, "optimizer": 4 * 494_032_768}
+    lora = gpu_study.predicted_components("lora", linear, other, adapters, "adamw")
+    assert lora == {"weights": 2 * 494_032_768 + 4 * adapters, "gradients": 4 * adapters, "optimizer": 8 * adapters}
+    qlora = gpu_study.predicted_components("qlora", linear, other, adapters, "paged_adamw_8bit")
+    assert math.isclose(qlora["weights"], linear * 4.126953125 / 8 + 4 * other + 4 * adapters)
+    assert (qlora["gradients"], qlora["optimizer"]) == (4 * adapters, 2 * adapters)
+    assert other == 151_936 * 896 + 24 * 2 * 896 + 896 + 24 * (896 + 2 * 128), "embedding, norms, q/k/v biases"
+
+
+def test_only_linear_weights_go_to_4_bits_and_the_rest_is_cast_to_float32():
+    """The rule the QLoRA prediction rests on, seen on a tiny Qwen2 loaded in bf16 as the GPU study does."""
+    import tempfile
+
+    from peft import prepare_model_for_kbit_training
+    from transformers import AutoModelForSequenceClassification, BitsAndBytesConfig
+
+    config = gpu_study.tiny_config()
+    config.num_labels = 3
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(config, torch_dtype=torch.bfloat16)
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_pretrained(folder)
+        quant = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            llm_int8_skip_modules=["score"],
+        )
+        model = AutoModelForSequenceClassification.from_pretrained(
+            folder, quantization_config=quant, torch_dtype=torch.bfloat16, device_map={"": "cpu"}
+        )
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    for module_name, module in model.named_modules():
+        for name, p in module.named_parameters(recurse=False):
+            four_bit = type(p).__name__ == "Params4bit"
+            linear_weight = isinstance(module, torch.nn.Linear) and name == "weight" and module_name != "score"
+            assert four_bit == linear_weight, f"{module_name}.{name}: 4-bit {four_bit}"
+            assert four_bit or p.dtype == torch.float32, f"{module_name}.{name} stayed {p.dtype}"
+    _, other, trainable = gpu_study.parameter_split(model)
+    assert trainable == 0 and other == sum(p.numel() for p in model.parameters() if type(p).__name__ != "Params4bit")
+
+
+def test_the_notebook_states_the_predicted_figures():
+    import json
+    import re
+
+    from harness import ROOT
+
+    nb = json.loads((ROOT / "source" / "05_qlora_lab" / "05_qlora_lab.ipynb").read_text())
+    (text,) = ["".join(c["source"]) for c in nb["cells"] if c.get("id") == "gpu_md"]
+    text = " ".join(text.split())
+    stated = dict(zip(("full", "lora", "qlora"), map(float, re.findall(r"about \*\*([\d.]+) GB\*\*", text))))
+    lines = gpu_study.format_prediction().splitlines()[1:]
+    assert stated == {line.split()[0]: float(line.split()[5]) for line in lines}
+    linear, other = gpu_study.DEFAULT_LINEAR, gpu_study.DEFAULT_PARAMS - gpu_study.DEFAULT_LINEAR
+    assert f"({round(linear / 1e6)} M here)" in text and f"({round(other / 1e6)} M in all)" in text
+    assert f"{100 * 151_936 * 896 / gpu_study.DEFAULT_PARAMS:.1f} % of the model" in text
+    assert f"{other * 4 / 1e9:.2f} GB on its own" in text
+    assert (
+        f"{gpu_study.predicted_bytes('qlora', linear, other, gpu_study.DEFAULT_ADAPTERS, 'paged_adamw_8bit') / gpu_study.predicted_bytes('lora', linear, other, gpu_study.DEFAULT_ADAPTERS, 'adamw'):.1f} of LoRA"
+        in text
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +118,19 @@ def test_without_a_gpu_it_says_so():
 
 def test_the_notebook_shows_the_prediction_without_a_gpu():
     lines = gpu_study.format_prediction().splitlines()
-    predicted = {line.split()[0]: float(line.split()[2]) for line in lines[1:]}
-    assert predicted == {"full": 5.93, "lora": 1.13, "qlora": 0.34}
+    predicted = {line.split()[0]: float(line.split()[5]) for line in lines[1:]}
+    assert predicted == {"full": 3.95, "lora": 1.13, "qlora": 0.82}
     assert gpu_study.DEFAULT_ADAPTERS == 8_798_208
+
+
+def test_the_docs_and_the_model_answer_state_the_same_prediction():
+    from harness import ROOT
+
+    totals = [float(line.split()[5]) for line in gpu_study.format_prediction().splitlines()[1:]]
+    full, lora, qlora = (f"{t:.2f}" for t in totals)
+    assert f"predicts, before activations, {full} GB" in " ".join((ROOT / "README.md").read_text().split())
+    assert f"{lora} GB for LoRA" in " ".join((ROOT / "README.md").read_text().split())
+    assert f"{qlora} GB for QLoRA" in " ".join((ROOT / "README.md").read_text().split())
+    assert f"({full}, {lora} and {qlora} GB before activations)" in (ROOT / "docs" / "instructor.md").read_text()
+    answer = (ROOT / "source" / "05_qlora_lab" / "05_qlora_lab.ipynb").read_text()
+    assert f"the GPU part predicts {full} GB against {qlora} GB" in answer
