@@ -88,13 +88,11 @@ def predicted_bytes(arm: str, linear: int, other: int, adapters: int, optimizer:
 
 
 def parameter_split(model: torch.nn.Module) -> tuple[int, int, int]:
-    """``(frozen weights that 4 bits take, other frozen parameters, trainable parameters)`` of a model,
-    a packed 4-bit tensor counting as the parameters it stands for. In a 4-bit model the first are its
-    4-bit weights; in another, the frozen ``nn.Linear`` weights but the classification head's
-    (bitsandbytes is told to skip it)."""
+    """``(frozen nn.Linear weights but the head's, other frozen parameters, trainable parameters)`` of a
+    model, a packed 4-bit tensor counting as the parameters it stands for. The first are what a 4-bit
+    load quantizes (``Linear4bit`` is an ``nn.Linear``; the head is skipped)."""
     from .memory import HEAD_NAMES
 
-    four_bit = any(type(p).__name__ == "Params4bit" for p in model.parameters())
     linear = other = trainable = 0
     for module_name, module in model.named_modules():
         head = module_name.rsplit(".", 1)[-1] in HEAD_NAMES
@@ -102,11 +100,7 @@ def parameter_split(model: torch.nn.Module) -> tuple[int, int, int]:
             n = p.numel() * (2 if p.dtype == torch.uint8 else 1)
             if p.requires_grad:
                 trainable += n
-            elif (
-                (type(p).__name__ == "Params4bit")
-                if four_bit
-                else (name == "weight" and isinstance(module, torch.nn.Linear) and not head)
-            ):
+            elif name == "weight" and isinstance(module, torch.nn.Linear) and not head:
                 linear += n
             else:
                 other += n

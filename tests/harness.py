@@ -76,6 +76,17 @@ def source_notebook(assignment: str):
     return nbu.read_notebook(ROOT / "source" / assignment / f"{assignment}.ipynb")
 
 
+def source_cell(assignment: str, cell: str) -> str:
+    """The source of the cell of the instructor's notebook with this id or grade id."""
+    (found,) = [c.source for c in source_notebook(assignment).cells if cell in (c.get("id"), nbu.cell_id(c))]
+    return found
+
+
+def cell_text(assignment: str, cell: str) -> str:
+    """That cell's text with its whitespace made single spaces (a statement may wrap anywhere)."""
+    return " ".join(source_cell(assignment, cell).split())
+
+
 @cache
 def points(assignment: str) -> dict[str, float]:
     """``{autograded test cell id: points}``, in notebook order, from the source's nbgrader metadata."""

@@ -57,14 +57,11 @@ def test_only_linear_weights_go_to_4_bits_and_the_rest_is_cast_to_float32():
 
 
 def test_the_notebook_states_the_predicted_figures():
-    import json
     import re
 
-    from harness import ROOT
+    from harness import cell_text
 
-    nb = json.loads((ROOT / "source" / "05_qlora_lab" / "05_qlora_lab.ipynb").read_text())
-    (text,) = ["".join(c["source"]) for c in nb["cells"] if c.get("id") == "gpu_md"]
-    text = " ".join(text.split())
+    text = cell_text("05_qlora_lab", "gpu_md")
     stated = dict(zip(("full", "lora", "qlora"), map(float, re.findall(r"about \*\*([\d.]+) GB\*\*", text))))
     lines = gpu_study.format_prediction().splitlines()[1:]
     assert stated == {line.split()[0]: float(line.split()[5]) for line in lines}

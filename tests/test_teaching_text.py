@@ -6,22 +6,13 @@ import re
 
 import pytest
 
-from harness import points, source_notebook
-
-
-def _text(assignment: str, cell: str) -> str:
-    (found,) = [c.source for c in source_notebook(assignment).cells if (c.get("id") == cell or _grade_id(c) == cell)]
-    return " ".join(found.split())
-
-
-def _grade_id(c) -> str | None:
-    return c.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+from harness import cell_text, points, source_cell, source_notebook
 
 
 def test_peft_defaults_are_the_ones_lora_config_has():
     from peft import LoraConfig
 
-    text = _text("01_lora_basics", "layer_md")
+    text = cell_text("01_lora_basics", "layer_md")
     m = re.search(r"a bare `LoraConfig\(\)` has `r = (\d+)` and `lora_alpha = (\d+)`", text)
     assert m, "01's layer_md no longer states PEFT's defaults"
     assert (int(m.group(1)), int(m.group(2))) == (LoraConfig().r, LoraConfig().lora_alpha)
@@ -29,20 +20,20 @@ def test_peft_defaults_are_the_ones_lora_config_has():
 
 
 def test_the_bootstrap_is_said_to_be_graded_with_its_points():
-    text = _text("05_qlora_lab", "bootstrap_md")
+    text = cell_text("05_qlora_lab", "bootstrap_md")
     m = re.search(r"graded again here, by `(test_\w+)`: (\d+) points?", text)
     assert m, "05's bootstrap_md should say the bootstrap is graded, and for how much"
     assert points("05_qlora_lab")[m.group(1)] == int(m.group(2))
 
 
 def test_the_780_gb_is_labelled_a_reconstruction_of_a_lower_bound():
-    text = _text("02_quantization", "budget_md")
+    text = cell_text("02_quantization", "budget_md")
     assert "*more than* 780 GB" in text and "reconstruction" in text
     assert 65e9 * 12 / 1e9 == 780
 
 
 def test_nf4_shrinks_16_bit_weights_about_fourfold():
-    text = _text("05_qlora_lab", "peek_md")
+    text = cell_text("05_qlora_lab", "peek_md")
     bits = 4 + 8 / 64 + 32 / (64 * 256)  # a 4-bit code, an 8-bit constant per 64, a 32-bit one per 64 x 256
     m = re.search(r"to ([\d.]+) \(NF4.*?about fourfold, ([\d.]+)×", text)
     assert m, "05's peek_md should give the bits and the ratio"
@@ -55,18 +46,18 @@ def test_merging_into_a_4_bit_base_is_said_to_round_as_peft_warns():
 
     from peft.tuners.lora import bnb
 
-    text = _text("01_lora_basics", "merge_md")
+    text = cell_text("01_lora_basics", "merge_md")
     (warning,) = re.findall(r'"(Merge lora module to 4-bit linear[^"]*)"', text)
     assert warning in inspect.getsource(bnb), "PEFT no longer warns with the words the notebook quotes"
 
 
 def test_dequantization_is_said_to_run_backward_and_in_recomputation_too():
-    text = _text("02_quantization", "qlora_picture_md")
+    text = cell_text("02_quantization", "qlora_picture_md")
     assert "backward pass" in text and "recomputes" in text
 
 
 def test_the_feature_candidates_are_not_said_to_be_lora_or_qlora():
-    text = _text("03_metrics", "before_after_md")
+    text = cell_text("03_metrics", "before_after_md")
     assert "the way LoRA and QLoRA shrink" not in text and "the low-rank idea behind LoRA" not in text
     assert "restricts the *update*" in text and "*frozen weights* in 4 bits" in text
 
@@ -79,14 +70,12 @@ COUNTED_WITH = {"test_headline_gpt3": "lora_param_count"}  # 01: the paper's hea
 def test_the_points_table_states_the_points_each_name_is_graded(assignment):
     """Each row ``| `name` | N ...`` of the intro's table: N is what the cells for that name are worth
     (its tests ``test_<name>...``, or the hand-graded cell of that id)."""
-    from harness import source_notebook
-
     worth: dict[str, float] = {}
     for cell in source_notebook(assignment).cells:
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if meta.get("grade"):
             worth[meta["grade_id"]] = float(meta.get("points", 0))
-    rows = dict(re.findall(r"^\| `(\w+)` \| (\d+)", _text_lines(assignment, "intro"), re.M))
+    rows = dict(re.findall(r"^\| `(\w+)` \| (\d+)", source_cell(assignment, "intro"), re.M))
     assert rows, f"{assignment}'s intro has no points table"
     for name, stated in rows.items():
         graded = sum(
@@ -103,13 +92,8 @@ def test_the_points_table_states_the_points_each_name_is_graded(assignment):
     assert sum(map(float, rows.values())) == sum(worth.values()), "the table leaves out graded points"
 
 
-def _text_lines(assignment: str, cell: str) -> str:
-    (found,) = [c.source for c in source_notebook(assignment).cells if (c.get("id") == cell or _grade_id(c) == cell)]
-    return found
-
-
 def test_05_says_what_its_tests_check_of_the_layer():
-    text = _text("05_qlora_lab", "layer_md")
+    text = cell_text("05_qlora_lab", "layer_md")
     assert "`base.weight.float()`" in text and "`bfloat16`" in text
     assert "`block_constants()` returns every block's absmax as float32" in text
 
@@ -122,7 +106,7 @@ def test_the_recipe_says_what_prepare_model_for_kbit_training_does():
     import course.lab
     import course.train
 
-    text = _text("05_qlora_lab", "recipe_md")
+    text = cell_text("05_qlora_lab", "recipe_md")
     code = inspect.getsource(other.prepare_model_for_kbit_training)
     assert "freezes every parameter" in text and "param.requires_grad = False" in code
     assert "to float32" in text and "param.data.to(torch.float32)" in code

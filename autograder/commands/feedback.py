@@ -56,11 +56,6 @@ def _message(cell) -> tuple[str, str]:
     return PASSED, ""
 
 
-def items(autograded: Path, grades: dict[str, tuple[float | None, float]]) -> list[Item]:
-    """The graded items of one autograded notebook, in notebook order."""
-    return items_of(nbformat.read(autograded, as_version=4), grades)
-
-
 def items_of(nb, grades: dict[str, tuple[float | None, float]]) -> list[Item]:
     """The graded items of an autograded notebook, in notebook order."""
     found = []

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 GIB = 2**30
-# A kernel of the course's heaviest notebook on a CPU needs about 2 GiB; more than 16 helps nothing.
+# The references of 01 and 05 grade within a 2 GiB limit per kernel (measured); more than 16 helps nothing.
 KERNEL_MEMORY_RANGE = (2, 16)  # GiB
 
 

@@ -110,11 +110,8 @@ class TestSources:
         layout. Cells ``order`` leaves out keep their order, after the rest."""
         place = {name: i for i, name in reversed(list(enumerate(order)))}
 
-        def key(item: tuple[int, str]) -> tuple[int, int]:
-            return place.get(item[1], len(place)), item[0]
-
         def sort(cells: dict[str, str]) -> dict[str, str]:
-            return {name: cells[name] for _, name in sorted(enumerate(cells), key=key)}
+            return {name: cells[name] for name in sorted(cells, key=lambda n: place.get(n, len(place)))}
 
         return TestSources(sort(self.tests), sort(self.setup), self.answers)
 

@@ -180,6 +180,11 @@ def _perform(req: dict, namespace: dict) -> Any:
     raise ValueError(f"unknown operation {op!r}")
 
 
+def _within(name: str, modules: list[str]) -> bool:
+    """Whether module ``name`` is one of ``modules`` or inside one of them."""
+    return any(name == m or name.startswith(m + ".") for m in modules)
+
+
 class _Unimportable(importlib.abc.MetaPathFinder):
     """Refuses to import the modules the judge named, while the student's code answers it."""
 
@@ -187,7 +192,7 @@ class _Unimportable(importlib.abc.MetaPathFinder):
         self.modules = modules
 
     def find_spec(self, name, path=None, target=None):
-        if any(name == m or name.startswith(m + ".") for m in self.modules):
+        if _within(name, self.modules):
             raise ModuleNotFoundError(
                 f"{name} cannot be imported while your code is graded: this assignment asks you to write it yourself",
                 name=name,
@@ -203,7 +208,7 @@ def _hiding(modules: list[str]):
     if not modules:
         yield
         return
-    hidden = {k: sys.modules.pop(k) for k in list(sys.modules) if any(k == m or k.startswith(m + ".") for m in modules)}
+    hidden = {k: sys.modules.pop(k) for k in list(sys.modules) if _within(k, modules)}
     detached = []
     for module in modules:
         parent, _, child = module.rpartition(".")
