@@ -15,6 +15,11 @@ and the paged optimizer, which needs CUDA, becomes AdamW).
 Headless::
 
     python -m course.gpu_study [--model ID] [--random-init] [--steps N]
+
+The arithmetic itself is proven on the CPU, on Qwen2.5-0.5B's exact architecture, by
+:mod:`course.gpu_arithmetic`::
+
+    python -m course.gpu_study --check-arithmetic [--json]
 """
 
 from __future__ import annotations
@@ -39,8 +44,13 @@ DEFAULT_PARAMS = 494_032_768
 # ones bitsandbytes quantizes. The rest (the tied 151,936 x 896 embedding, norms, biases) stay 16-bit.
 DEFAULT_LINEAR = 24 * (2 * 896 * 896 + 2 * 896 * 128 + 3 * 896 * 4864)
 DEFAULT_ADAPTERS = 24 * 16 * (2 * 1792 + 2 * 1024 + 3 * 5760)
-# Optimizer state bytes per float32 trainable parameter: AdamW's two moments, or bitsandbytes' 8-bit ones.
-FP32_STATE_BYTES = {"adamw": 8, "paged_adamw_8bit": 2}
+# Optimizer state bytes per float32 trainable parameter: AdamW's two moments, or bitsandbytes' 8-bit ones
+# (one byte each, plus a float32 absmax per block of 256 for each).
+FP32_STATE_BYTES = {"adamw": 8, "paged_adamw_8bit": 2 + 2 * 4 / 256}
+# bitsandbytes keeps 32-bit states for tensors under this many elements (its optimizers' min_8bit_size):
+# at rank 16 the k and v projections' lora_B (128 x 16 = 2,048) in each of the 24 blocks.
+MIN_8BIT_SIZE = 4096
+DEFAULT_SMALL_ADAPTERS = 24 * 2 * 128 * 16
 NF4_BITS = 4 + 8 / 64 + 32 / (64 * 256)  # a 4-bit code; an 8-bit constant per 64; a 32-bit one per 64 x 256
 
 
@@ -56,11 +66,12 @@ class StudyRow:
 
 
 def predicted_components(
-    arm: str, linear: int, other: int, adapters: int, optimizer: str, width: int = 2
+    arm: str, linear: int, other: int, adapters: int, optimizer: str, width: int = 2, small: int = 0
 ) -> dict[str, float]:
     """Bytes of ``weights``, ``gradients`` and ``optimizer`` states for one arm: ``linear`` frozen
-    ``nn.Linear`` weights, ``other`` frozen parameters, ``adapters`` trainable ones, a model loaded
-    ``width`` bytes per number (2: bf16). No activations.
+    ``nn.Linear`` weights, ``other`` frozen parameters, ``adapters`` trainable ones (``small`` of them in
+    tensors under :data:`MIN_8BIT_SIZE` elements), a model loaded ``width`` bytes per number (2: bf16).
+    No activations (:func:`predicted_activations`).
 
     - ``full`` trains everything at its own width; torch's AdamW keeps its two states in the
       parameters' dtype: 4 x ``width`` bytes per parameter in all (8 in bf16).
@@ -69,7 +80,9 @@ def predicted_components(
     - ``qlora``: bitsandbytes quantizes only ``nn.Linear`` weights (:data:`NF4_BITS` each);
       ``prepare_model_for_kbit_training`` casts every other 16-bit parameter to float32.
     """
-    state = FP32_STATE_BYTES[optimizer]
+    state = adapters * FP32_STATE_BYTES[optimizer]
+    if optimizer != "adamw":  # bitsandbytes leaves small tensors' states in 32 bits
+        state += small * (FP32_STATE_BYTES["adamw"] - FP32_STATE_BYTES[optimizer])
     if arm == "full":
         n = linear + other + adapters
         return {"weights": n * width, "gradients": n * width, "optimizer": n * 2 * width}
@@ -79,12 +92,92 @@ def predicted_components(
         frozen = linear * NF4_BITS / 8 + other * 4
     else:
         raise ValueError(f"unknown arm {arm!r}; the arms are {', '.join(ARMS)}")
-    return {"weights": frozen + adapters * 4, "gradients": adapters * 4, "optimizer": adapters * state}
+
+    return {"weights": frozen + adapters * 4, "gradients": adapters * 4, "optimizer": state}
 
 
-def predicted_bytes(arm: str, linear: int, other: int, adapters: int, optimizer: str, width: int = 2) -> float:
+def predicted_bytes(
+    arm: str, linear: int, other: int, adapters: int, optimizer: str, width: int = 2, small: int = 0
+) -> float:
     """All of :func:`predicted_components`."""
-    return sum(predicted_components(arm, linear, other, adapters, optimizer, width).values())
+    return sum(predicted_components(arm, linear, other, adapters, optimizer, width, small).values())
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the activation count needs of a Qwen2-style decoder and its adapters."""
+
+    hidden: int = 896
+    intermediate: int = 4864
+    layers: int = 24
+    heads: int = 14
+    kv_width: int = 128  # key/value heads x head width: 2 x 64
+    rank: int = 16
+
+    @classmethod
+    def of(cls, config, rank: int = 16) -> Shape:
+        heads = config.num_attention_heads
+        head_width = getattr(config, "head_dim", None) or config.hidden_size // heads
+        return cls(
+            config.hidden_size,
+            config.intermediate_size,
+            config.num_hidden_layers,
+            heads,
+            config.num_key_value_heads * head_width,
+            rank,
+        )
+
+
+def predicted_activations(
+    arm: str, tokens: int, shape: Shape = Shape(), width: int = 2, dropout: bool = True, mask_bytes: int = 1
+) -> float:
+    """Bytes autograd saves in the forward pass for the backward pass of one batch of ``tokens``
+    (batch x sequence length), counted tensor by tensor for a decoder block in ``width``-byte numbers
+    (parameters not included).
+
+    Every arm keeps, per block and token: each RMSNorm's float32 input and its 1/rms (Qwen2 normalises in
+    float32), the rotated queries and the attention output, keys and values, attention's float32
+    log-sum-exp per head, and the MLP's gate, up and SiLU(gate).
+    - ``full`` also keeps what the weight gradients need: both norms' outputs, the inputs of the
+      attention output and down projections, and the normalised values the norm weights multiply.
+    - ``lora`` keeps no input for a frozen weight, but PEFT casts each adapted layer's input to the
+      adapters' float32 (one copy for each of q, k, v, o, gate and up; down's is intermediate-wide),
+      and keeps each lora_A output; with ``dropout`` each adapted input also keeps its dropout mask
+      (``mask_bytes`` per number: 1 on CUDA, the input's own 4 on a CPU).
+    - ``qlora`` checkpoints every block: it keeps only each block's input, in float32 since
+      ``prepare_model_for_kbit_training`` cast the embedding (and the head's). The block being
+      recomputed in the backward pass holds more for a moment: :func:`recomputed_activations`.
+    """
+    h = shape.hidden
+    if arm == "full":
+        block = _lora_free_block(shape, width) + 4 * h * width + shape.intermediate * width
+        return tokens * (shape.layers * block + 4 * h + 4 + 2 * h * width)
+    if arm == "lora":
+        return tokens * (shape.layers * _adapted_block(shape, width, dropout, mask_bytes) + 4 * h + 4)
+    if arm == "qlora":
+        return tokens * (shape.layers + 2) * 4 * h
+    raise ValueError(f"unknown arm {arm!r}; the arms are {', '.join(ARMS)}")
+
+
+def recomputed_activations(
+    arm: str, tokens: int, shape: Shape = Shape(), width: int = 2, dropout: bool = True, mask_bytes: int = 1
+) -> float:
+    """What gradient checkpointing holds for a moment on top of :func:`predicted_activations`: one
+    adapted block recomputed in the backward pass (QLoRA's arm; nothing for the others)."""
+    return tokens * _adapted_block(shape, width, dropout, mask_bytes) if arm == "qlora" else 0
+
+
+def _lora_free_block(shape: Shape, width: int) -> int:
+    """Per token, what every arm's block saves (see :func:`predicted_activations`)."""
+    h, f = shape.hidden, shape.intermediate
+    return 2 * (4 * h + 4) + 2 * h * width + 2 * shape.kv_width * width + 4 * shape.heads + 3 * f * width
+
+
+def _adapted_block(shape: Shape, width: int, dropout: bool, mask_bytes: int) -> int:
+    """Per token, a block with adapters on all seven linear layers and a frozen base."""
+    h, f = shape.hidden, shape.intermediate
+    adapters = 6 * h * 4 + f * 4 + 7 * shape.rank * 4 + (6 * h + f) * mask_bytes * dropout
+    return _lora_free_block(shape, width) + adapters
 
 
 def parameter_split(model: torch.nn.Module) -> tuple[int, int, int]:
@@ -107,6 +200,11 @@ def parameter_split(model: torch.nn.Module) -> tuple[int, int, int]:
     return linear, other, trainable
 
 
+def small_trainable(model: torch.nn.Module, below: int = MIN_8BIT_SIZE) -> int:
+    """Trainable parameters in tensors too small for bitsandbytes' 8-bit optimizer states."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad and p.numel() < below)
+
+
 def format_prediction(
     linear: int = DEFAULT_LINEAR, other: int = DEFAULT_PARAMS - DEFAULT_LINEAR, adapters: int = DEFAULT_ADAPTERS
 ) -> str:
@@ -117,7 +215,9 @@ def format_prediction(
         ("lora", "adamw", "bf16 base + fp32 adapters, gradients and AdamW states"),
         ("qlora", "paged_adamw_8bit", "NF4 linear weights, the rest cast to fp32, fp32 adapters, 8-bit states"),
     ):
-        parts = predicted_components(arm, linear, other, 0 if arm == "full" else adapters, optimizer)
+        parts = predicted_components(
+            arm, linear, other, 0 if arm == "full" else adapters, optimizer, small=DEFAULT_SMALL_ADAPTERS
+        )
         trainable = linear + other if arm == "full" else adapters
         gb = [v / 1e9 for v in parts.values()]
         lines.append(f"{arm:<6}{trainable:>13,}{gb[0]:>9.2f}{gb[1]:>8.2f}{gb[2]:>8.2f}{sum(gb):>10.2f}  {what}")
@@ -141,11 +241,22 @@ def tiny_config():
     )
 
 
-def load(model_id: str | None, arm: str, device: torch.device, random_init: bool, simulate: bool):
-    """The arm's model for 3-class sequence classification, on ``device``."""
+LORA_DROPOUT = 0.05  # the QLoRA paper's for its larger models; what it costs: predicted_activations
+
+
+def load(
+    model_id: str | None,
+    arm: str,
+    device: torch.device,
+    random_init: bool,
+    simulate: bool,
+    dtype: torch.dtype | None = None,
+):
+    """The arm's model for 3-class sequence classification, on ``device``, loaded in ``dtype`` (bf16 on a
+    GPU, float32 on a CPU unless asked)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, BitsAndBytesConfig
 
-    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+    dtype = dtype or (torch.float32 if device.type == "cpu" else torch.bfloat16)
     quant = None
     if arm == "qlora":
         quant = BitsAndBytesConfig(
@@ -191,7 +302,10 @@ def load(model_id: str | None, arm: str, device: torch.device, random_init: bool
                 model, use_gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False}
             )
         model = get_peft_model(
-            model, LoraConfig(task_type="SEQ_CLS", r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear")
+            model,
+            LoraConfig(
+                task_type="SEQ_CLS", r=16, lora_alpha=32, lora_dropout=LORA_DROPOUT, target_modules="all-linear"
+            ),
         )
     return model
 
@@ -279,7 +393,8 @@ def measure(
         arm=arm,
         total_params=linear + other + trainable,
         trainable_params=trainable,
-        predicted_gb=predicted_bytes(arm, linear, other, trainable, optimizer_name, width) / 1e9,
+        predicted_gb=predicted_bytes(arm, linear, other, trainable, optimizer_name, width, small_trainable(model))
+        / 1e9,
         peak_gb=peak.added_mb * 2**20 / 1e9,
         seconds_per_step=timed / max(steps - 1, 1),
         memory_kind=peak.kind,
@@ -315,7 +430,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument(
+        "--check-arithmetic",
+        action="store_true",
+        help="on the CPU: Qwen2.5-0.5B's architecture at random, every byte it holds against the prediction",
+    )
+    p.add_argument("--json", action="store_true", help="with --check-arithmetic: print one JSON object")
     args = p.parse_args(argv)
+    if args.check_arithmetic:
+        from . import gpu_arithmetic
+
+        return gpu_arithmetic.main(as_json=args.json)
     arms = tuple(a for a in args.arms.split(",") if a)
     try:
         rows = study(

@@ -299,6 +299,55 @@ def memory_chart(megabytes: Mapping[str, float], ax=None, title: str = "peak mem
 OKABE_ITO = {"blue": "#0072B2", "orange": "#E69F00", "green": "#009E73", "vermillion": "#D55E00", "grey": "#999999"}
 
 
+MEMORY_PARTS = ("weights", "gradients", "optimizer", "activations")
+
+
+def memory_breakdown(report: Mapping[str, Mapping[str, Mapping[str, float]]], ax=None, title: str = ""):
+    """Stacked bars of what each arm holds at its peak, predicted beside measured: the QLoRA paper's memory
+    figure, in GB. ``report`` is ``{arm: {component: {"predicted": bytes, "measured": bytes}}}`` with the
+    components ``weights``, ``gradients``, ``optimizer`` and ``peak``; the top of each bar (the peak less
+    the other three) is activations and the optimizer's temporaries."""
+    arms = list(report)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(2.2 * len(arms) + 2, 4))
+    colors = dict(zip(MEMORY_PARTS, (OKABE_ITO["blue"], OKABE_ITO["orange"], OKABE_ITO["green"], OKABE_ITO["grey"])))
+    for i, arm in enumerate(arms):
+        for k, kind in enumerate(("predicted", "measured")):
+            parts = {c: report[arm][c][kind] for c in MEMORY_PARTS[:3]}
+            parts["activations"] = report[arm]["peak"][kind] - sum(parts.values())
+            bottom, x = 0.0, i + (k - 0.5) * 0.38
+            for c, value in parts.items():
+                label = f"{c} (and temporaries)" if c == "activations" else c
+                ax.bar(
+                    x,
+                    value / 1e9,
+                    0.36,
+                    bottom=bottom,
+                    color=colors[c],
+                    hatch="//" if k else None,
+                    edgecolor="white",
+                    label=label if i == 0 and k == 0 else None,
+                )
+                bottom += value / 1e9
+            ax.annotate(
+                f"{bottom:.2f}\n{kind[:4]}.",
+                (x, bottom),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(0, 2),
+            )
+    ax.set_xticks(range(len(arms)), arms)
+    ax.set_ylabel("GB at the peak")
+    ax.set_title(title or "what each arm holds: predicted (plain) and measured (hatched)")
+    ax.legend(fontsize=8, loc="upper right")
+    ax.grid(axis="y", alpha=0.3)
+    ax.margins(y=0.15)
+    ax.figure.tight_layout()
+    return ax
+
+
 def _box(ax, x, y, w, h, text, color, hatch=None):
     from matplotlib.patches import FancyBboxPatch
 

@@ -267,6 +267,14 @@ def test_plots_draw_what_they_are_given():
     assert len(ax.patches) == 4
     ax = plots.memory_chart({"full": 4096.0, "qlora": 1024.0})
     assert ax.get_ylabel() == "GB"
+    pair = {"predicted": 1e9, "measured": 1e9}
+    report = {arm: {c: dict(pair) for c in ("weights", "gradients", "optimizer")} for arm in ("full", "qlora")}
+    for arm, peak in (("full", 3.5e9), ("qlora", 3.2e9)):
+        report[arm]["peak"] = {"predicted": peak, "measured": peak + 0.1e9}
+    ax = plots.memory_breakdown(report)
+    tops = {(round(b.get_x() + b.get_width() / 2, 2), round(b.get_y() + b.get_height(), 2)) for b in ax.patches}
+    assert len(ax.patches) == 2 * 2 * 4 and {(-0.19, 3.5), (0.19, 3.6), (0.81, 3.2), (1.19, 3.3)} <= tops
+    assert [t.get_text() for t in ax.get_legend().get_texts()][-1] == "activations (and temporaries)"
     ax = plots.drop_intervals(
         {"rank 4": (0.016, 0.094), "4-bit": (-0.010, 0.022)}, {"rank 4": 0.054, "4-bit": 0.005}, {"rank 4": "bad"}
     )
