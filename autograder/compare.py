@@ -33,6 +33,7 @@ _list = _builtins.list
 _tuple = _builtins.tuple
 _dict = _builtins.dict
 _zip = _builtins.zip
+_print = _builtins.print
 _isclose = _math.isclose
 _isnan = _math.isnan
 _AssertionError = _builtins.AssertionError
@@ -233,11 +234,14 @@ def expect_all_close(
         _fail(message)
 
 
-def expect_choice(answer: object, correct: str, mistakes: dict, what: str = "your answer") -> None:
-    """A multiple-choice answer: exactly the letter ``correct``; a wrong letter fails with its mistake."""
+def expect_choice(answer: object, correct: str, mistakes: dict, what: str = "your answer", right: str = "") -> None:
+    """A multiple-choice answer: exactly the letter ``correct``; a wrong letter fails with its mistake, and
+    the right one prints ``right``: feedback reaches right answers too (what the choice rests on)."""
     letter = as_str(answer, what)
     if letter != correct:
         _fail(mistakes.get(letter, f"{what} {letter!r} is not one of the offered letters"))
+    if right:
+        _print(right)
 
 
 def relative_distance(actual: object, expected: object, scale: float | None = None) -> float:

@@ -40,7 +40,7 @@ GRADED_NAMES: dict[str, tuple[str, ...]] = {
         "paired_bootstrap_ci",
         "worth_it",
     ),
-    "04_practice": tuple(f"answer_q{i}" for i in range(1, 11)),
+    "04_practice": tuple(f"answer_q{i}" for i in range(1, 12)),
     "05_qlora_lab": (
         "make_bnb_config",
         "make_lora_config",

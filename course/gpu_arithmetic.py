@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from . import gpu_study
+from .memory import SavedForBackward, held_bytes
 
 # Qwen/Qwen2.5-0.5B's config.json, the numbers that decide its memory (no download needed to build it).
 QWEN25_05B = {
@@ -81,16 +82,6 @@ def checkpoint(folder: Path | None = None) -> Path:
     return folder
 
 
-def held_bytes(tensors) -> int:
-    """Bytes of the distinct storages behind ``tensors`` (views and shared tensors count once)."""
-    storages = {}
-    for t in tensors:
-        if torch.is_tensor(t):
-            storage = t.untyped_storage()
-            storages[storage.data_ptr()] = storage.nbytes()
-    return sum(storages.values())
-
-
 def weight_tensors(model: torch.nn.Module):
     """Parameters, buffers and the 4-bit layers' quantization constants (absmax, codebooks, offsets)."""
     yield from model.parameters()
@@ -105,31 +96,6 @@ def weight_tensors(model: torch.nn.Module):
 def optimizer_tensors(optimizer: torch.optim.Optimizer):
     for state in optimizer.state.values():
         yield from state.values()
-
-
-class SavedForBackward:
-    """Bytes autograd saves for the backward pass inside the ``with`` block, parameters excluded."""
-
-    def __init__(self, model: torch.nn.Module):
-        self._parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
-        self._saved: list[torch.Tensor] = []
-        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
-
-    def _pack(self, t: torch.Tensor) -> torch.Tensor:
-        if t.untyped_storage().data_ptr() not in self._parameters:
-            self._saved.append(t)
-        return t
-
-    def __enter__(self) -> SavedForBackward:
-        self._hooks.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._hooks.__exit__(*exc)
-
-    @property
-    def nbytes(self) -> int:
-        return held_bytes(self._saved)
 
 
 def most_allocated(step) -> int:

@@ -22,6 +22,7 @@ covers the test examples' noise, the seeds show the training's own (initialisati
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import json
 import os
@@ -35,7 +36,7 @@ from sklearn.metrics import accuracy_score, f1_score, recall_score
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from . import data, memory, models
-from .train import PeakMemory, TrainConfig, predict, seed_everything, train
+from .train import PeakMemory, TrainConfig, autocast, batches, predict, seed_everything, train
 
 ARMS = ("frozen", "full", "lora", "qlora", "yours")
 LAB = "05_qlora_lab"
@@ -273,6 +274,57 @@ def run_arms(
             out, kept[arm] = out
         results[arm] = out
     return results, kept
+
+
+def saved_for_backward(
+    splits: data.Splits,
+    make_bnb_config: Callable,
+    make_lora_config: Callable,
+    inject_qlora: Callable | None = None,
+    budget: Budget | None = None,
+    device: torch.device | None = None,
+) -> dict[str, int]:
+    """Bytes autograd saves for the backward pass of one training batch, per arm, parameters excluded:
+    the activations, which set the peak of a model as small as MiNiLM. ``lora, dropout 0`` is the
+    ``lora`` arm with ``make_lora_config``'s dropout set to 0, like the ``yours`` arm's layer."""
+    device = device or models.default_device()
+    budget = budget or default_budget(device)
+    compute_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    train_split = splits.train.sample(budget.batch_size, seed=0)
+    batch = next(
+        batches(
+            models.load_tokenizer(),
+            train_split.texts,
+            train_split.labels,
+            batch_size=budget.batch_size,
+            max_length=budget.max_length,
+        )
+    )
+    lora_config = make_lora_config()
+    without_dropout = copy.deepcopy(lora_config)
+    without_dropout.lora_dropout = 0.0
+    variants = {
+        "full": ("full", None),
+        "lora": ("lora", lora_config),
+        "lora, dropout 0": ("lora", without_dropout),
+        "qlora": ("qlora", lora_config),
+        "yours": ("yours", None),
+    }
+    out = {}
+    for label, (arm, config) in variants.items():
+        if arm == "yours" and inject_qlora is None:
+            continue
+        seed_everything(0)
+        bnb_config = make_bnb_config(compute_dtype) if arm == "qlora" else None
+        model = build_model(arm, len(splits.label_names), device, bnb_config, config, inject_qlora=inject_qlora)
+        model.train()
+        saved = memory.SavedForBackward(model)
+        with saved, autocast(device):
+            model(**{k: v.to(device) for k, v in batch.items()})
+        out[label] = saved.nbytes
+        del model, saved
+        gc.collect()
+    return out
 
 
 def default_seeds(device: torch.device | str | None = None) -> tuple[int, ...]:

@@ -204,3 +204,41 @@ def measured_footprint(model: torch.nn.Module) -> dict[str, int]:
     if hasattr(model, "get_memory_footprint"):
         out["get_memory_footprint"] = int(model.get_memory_footprint())
     return out
+
+
+# --- what a training step holds besides the weights -------------------------------------------
+
+
+def held_bytes(tensors) -> int:
+    """Bytes of the distinct storages behind ``tensors`` (views and shared tensors count once)."""
+    storages = {}
+    for t in tensors:
+        if torch.is_tensor(t):
+            storage = t.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values())
+
+
+class SavedForBackward:
+    """Bytes autograd saves for the backward pass inside the ``with`` block, parameters excluded."""
+
+    def __init__(self, model: torch.nn.Module):
+        self._parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        self._saved: list[torch.Tensor] = []
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        if t.untyped_storage().data_ptr() not in self._parameters:
+            self._saved.append(t)
+        return t
+
+    def __enter__(self) -> SavedForBackward:
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._hooks.__exit__(*exc)
+
+    @property
+    def nbytes(self) -> int:
+        return held_bytes(self._saved)

@@ -50,7 +50,7 @@ def _mistake_table(source: str, n: int) -> dict[str, str]:
 
 @cache
 def practice_questions() -> dict[int, Question]:
-    """Every question of the source notebook, by number (1-10)."""
+    """Every question of the source notebook, by number (1-11)."""
     cells = {nbu.cell_id(c): c for c in _notebook("source").cells if nbu.cell_id(c)}
     found = {}
     for cid in cells:

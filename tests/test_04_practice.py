@@ -84,7 +84,7 @@ class TestMistakes(MistakeTests):
 
 def test_seed_questions_keep_the_seed_letters():
     assert [LETTERS[n] for n in range(1, 6)] == ["B", "A", "A", "D", "C"]
-    assert sorted(QUESTIONS) == list(range(1, 11))
+    assert sorted(QUESTIONS) == list(range(1, 12))
     assert all(q.options == ("A", "B", "C", "D") for q in QUESTIONS.values())
 
 
@@ -124,3 +124,44 @@ def test_points_the_notebook_states_are_the_points_it_grades():
     graded = {int(cell.removeprefix("test_q")): p for cell, p in points(A).items()}
     assert headings == graded, f"question headings say {headings}; the test cells grade {graded}"
     assert table == graded, f"the introduction's table says {table}; the test cells grade {graded}"
+
+
+def _judged(n: int, letter: str) -> tuple[str | None, list[str]]:
+    """Question ``n``'s hidden test as the grader runs it, on ``letter``: its message and what it printed."""
+    from autograder.judge.literal import judge_cell
+
+    printed: list[str] = []
+    source = next(
+        c.source for c in source_notebook(A).cells if c.metadata.get("nbgrader", {}).get("grade_id") == f"test_q{n}"
+    )
+    return judge_cell(source, {f"answer_q{n}": letter}, f"test_q{n}", printed), printed
+
+
+def test_feedback_reaches_right_answers_too():
+    for n, q in QUESTIONS.items():
+        message, printed = _judged(n, q.right)
+        assert message is None and len(printed) == 1 and printed[0].startswith("Right"), (n, printed)
+        assert len(printed[0]) > 60, f"q{n}: the note should say what the right choice rests on"
+        for letter in q.wrong:
+            message, printed = _judged(n, letter)
+            assert message == f"AssertionError: {q.mistakes[letter]}" and printed == [], (n, letter)
+    # Q5 keeps the seed's letter but not its claim that QLoRA trains faster, for right answers too.
+    assert "slower than LoRA" in _judged(5, "C")[1][0] and "dequantized" in _judged(5, "C")[1][0]
+
+
+def test_the_speed_question_quotes_the_lab_s_recorded_run():
+    from course import lab
+
+    recorded = lab.recorded_results()
+    text = next(
+        c.source for c in source_notebook(A).cells if c.metadata.get("nbgrader", {}).get("grade_id") == "q11_question"
+    )
+    for arm, stated in (("full", "full fine-tuning"), ("lora", "LoRA"), ("qlora", "bitsandbytes")):
+        assert f"{stated} **{recorded[arm].seconds_per_step:.3f}**" in text, arm
+    full, lora, qlora = (recorded[a] for a in ("full", "lora", "qlora"))
+    assert full.seconds_per_step > qlora.seconds_per_step > lora.seconds_per_step
+    messages = " ".join(QUESTIONS[11].mistakes.values())
+    assert f"all {full.trainable_params / 1e6:.1f} million weights" in messages
+    assert f"LoRA only {lora.trainable_params / 1e6:.2f} million" in messages
+    assert f"{round(100 * (1 - lora.seconds_per_step / full.seconds_per_step), -1):.0f}% and" in messages
+    assert f"and {round(100 * (qlora.seconds_per_step / lora.seconds_per_step - 1), -1):.0f}% are not noise" in messages

@@ -214,7 +214,8 @@ def test_feedback_pages_teach_without_leaking_hidden_tests(classroom, graded):
     assert hidden, "the source should have hidden test lines to look for"
     pages = {s: (classroom / "feedback" / s / A / f"{A}.html").read_text() for s in ("alice", "bob")}
     assert f"{MAX:g} / {MAX:g}" in pages["alice"]
-    wrong = next(n for n in range(1, 11) if _right(n) != "A")
+    assert "Right, for its memory, not its speed" in pages["alice"], "feedback reaches right answers too"
+    wrong = next(n for n in range(1, 12) if _right(n) != "A")
     assert f"test_q{wrong}" in pages["bob"] and "failed" in pages["bob"]
     assert "alice" not in pages["bob"] and "bob" not in pages["alice"]
     for student, page in pages.items():

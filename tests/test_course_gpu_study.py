@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from course import gpu_arithmetic, gpu_study
+from course import gpu_arithmetic, gpu_study, memory
 
 
 def test_the_arithmetic_prices_each_component_as_the_libraries_store_it():
@@ -170,7 +170,7 @@ def test_the_activation_count_holds_on_another_shape(dropout, monkeypatch):
         model = gpu_study.load(None, arm, torch.device("cpu"), False, True, dtype=torch.bfloat16)
         model.train()
         ids = torch.randint(1, 512, (3, 20), generator=torch.Generator().manual_seed(0))
-        saved = gpu_arithmetic.SavedForBackward(model)
+        saved = memory.SavedForBackward(model)
         with saved:
             model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=torch.tensor([0, 1, 2]))
         shape = gpu_study.Shape.of(model.config)

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 import torch
 
-from course import lab, memory
+from course import data, lab, memory
 from harness import ROOT
 
 LAB_NB = ROOT / "source" / lab.LAB / f"{lab.LAB}.ipynb"
@@ -192,3 +192,24 @@ def test_headless_run_repeats_with_each_seed(tmp_path, monkeypatch, capsys):
         with pytest.raises(SystemExit) as exit_info:
             lab.main(["--seeds", bad])
         assert exit_info.value.code == 2
+
+
+def test_the_verdict_states_what_each_arm_saves_for_the_backward_pass(fns):
+    """05's verdict_md explains the adapted arms' peak with these counts; they are measured here."""
+    from harness import cell_text
+
+    splits = data.tweet_splits(seed=0)
+    saved = lab.saved_for_backward(
+        splits, fns["make_bnb_config"], fns["make_lora_config"], fns["inject_qlora"], device=torch.device("cpu")
+    )
+    mib = {arm: n / 2**20 for arm, n in saved.items()}
+    assert list(mib) == ["full", "lora", "lora, dropout 0", "qlora", "yours"]
+    text = cell_text("05_qlora_lab", "verdict_md")
+    for arm, value in mib.items():
+        assert f"| {arm} | {value:.0f} |" in text, arm
+    assert abs(mib["lora, dropout 0"] - mib["full"]) < 0.02 * mib["full"], "without dropout LoRA keeps what full keeps"
+    assert f"{mib['lora'] - mib['lora, dropout 0']:.0f} MiB more" in text
+    assert f"for the input gradient ({mib['yours'] - mib['lora, dropout 0']:.0f} MiB)" in text
+    assert "dropout (0.05 in the reference)" in text and fns["make_lora_config"]().lora_dropout == 0.05
+    budget = lab.default_budget(torch.device("cpu"), under_grader=False)
+    assert f"({budget.batch_size} tweets, up to {budget.max_length} tokens;" in " ".join(text.split())

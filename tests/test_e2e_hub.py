@@ -218,7 +218,7 @@ def test_release_fetch_answer_submit_collect(hub):
 
 def test_autograder_grades_into_the_gradebook_the_formgrader_reads(hub):
     needs(hub, "collected")
-    assert max_score() == 20  # ten questions, 1 to 3 points each
+    assert max_score() == 23  # eleven questions, 1 to 3 points each
     p = run(str(AUTOGRADER), "grade", A, cwd=hub.course_dir)
     assert p.returncode == 0, f"autograder grade exited {p.returncode}:\n{p.stdout}\n{p.stderr}"
 

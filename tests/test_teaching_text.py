@@ -114,3 +114,29 @@ def test_the_recipe_says_what_prepare_model_for_kbit_training_does():
     assert "`use_reentrant=False`" in text and '"use_reentrant": False' in inspect.getsource(course.lab)
     assert "`PagedAdamW8bit`" in text and "PagedAdamW8bit" in inspect.getsource(course.train)
     assert "20–30%" not in text and "keeps the layer norms and the head in 32 bits" not in text
+
+
+def test_the_rule_says_why_speed_is_not_part_of_the_verdict():
+    whole = " ".join(cell_text("03_metrics", "whole_rule_md").split())
+    assert "**Why not speed?** The seed's rule also asks for faster training." in whole
+    assert "about 25% faster training on GPT-3 175B, §4.2" in whole and "QLoRA is *slower* per step" in whole
+    rules = " ".join(cell_text("05_qlora_lab", "rules_md").split())
+    assert "Speed is not in the rule" in rules and "question 11 of notebook 04" in rules
+
+
+ASSIGNMENTS = ("01_lora_basics", "02_quantization", "03_metrics", "04_practice", "05_qlora_lab")
+
+
+def test_every_notebook_states_its_work_and_its_measured_run_time():
+    hours = {}
+    for assignment in ASSIGNMENTS:
+        intro = " ".join(source_notebook(assignment).cells[0].source.split())
+        work = re.search(r"\*\*Time:\*\* about ([\d½]+) hours? of work", intro)
+        assert work, f"{assignment}: the intro should say how long the work takes"
+        hours[assignment] = float(work.group(1).replace("½", ".5"))
+        run = re.search(
+            r"Running every cell, answers filled in, takes about [^(]+\(measured ([^)]+) with `benchmarks/notebook_times.py`\)",
+            intro,
+        )
+        assert run, f"{assignment}: the intro should give the measured time of a whole run"
+    assert 12 <= sum(hours.values()) <= 15, f"{hours}: the course is 12 to 15 hours of work"

@@ -9,8 +9,8 @@ did decides a grade. The judge
 - takes each test cell's source, hidden tests included, from the gradebook (what the instructor's
   source notebook registered), never from the submitted notebook, whose cells a student can forge;
 - runs that source here, with only the literal answers bound, and replaces the test cell's outputs
-  with its verdict: nothing when it passes, one ``AssertionError`` with the teaching message when it
-  fails. nbgrader's own scoring then reads the judge's outputs only, so an ``execute_result`` or a
+  with its verdict: nothing when it passes (but what the test printed: a note on the right answer),
+  one ``AssertionError`` with the teaching message when it fails. nbgrader's own scoring then reads the judge's outputs only, so an ``execute_result`` or a
   token that student code printed decides nothing.
 
 It sits in the autograde pipeline right after the sandboxed execution, so ``autograder grade`` and
@@ -63,13 +63,14 @@ def literal_answers(sources: list[str]) -> dict[str, Any]:
     return found
 
 
-def judge_cell(source: str, answers: dict[str, Any], cell: str) -> str | None:
-    """Run the test ``source`` (the instructor's) with ``answers`` bound; None when it passes, else the message."""
+def judge_cell(source: str, answers: dict[str, Any], cell: str, printed: list[str] | None = None) -> str | None:
+    """Run the test ``source`` (the instructor's) with ``answers`` bound; None when it passes, else the message.
+    What the test prints goes to ``printed``."""
     namespace: dict[str, Any] = {"__builtins__": builtins, "__name__": "__judge__"}
     for name, value in answers.items():
         if value is not AMBIGUOUS:
             namespace[name] = value
-    return run_test(source, namespace, cell, answers)
+    return run_test(source, namespace, cell, answers, printed)
 
 
 def notebook_answers(nb, tests: dict[str, str]) -> dict[str, Any]:
@@ -97,10 +98,10 @@ class LiteralJudge(NbGraderPreprocessor):
             name = cell_id(cell)
             if cell.cell_type != "code" or name not in tests:
                 continue
-            message = judge_cell(tests[name], answers, name)
-            if message is None:
-                cell.outputs = []
-            else:
+            printed: list[str] = []
+            message = judge_cell(tests[name], answers, name, printed)
+            cell.outputs = [new_output("stream", name="stdout", text=text) for text in printed]
+            if message is not None:
                 ename, _, evalue = message.partition(": ")
-                cell.outputs = [new_output("error", ename=ename, evalue=evalue, traceback=[message])]
+                cell.outputs.append(new_output("error", ename=ename, evalue=evalue, traceback=[message]))
         return nb, resources

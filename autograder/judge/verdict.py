@@ -6,17 +6,26 @@ judges write into the test cell's outputs, and what nbgrader's scoring then read
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 AMBIGUOUS = object()  # a literal answer given two different values (see autograder.judge.literal)
 
 
-def run_test(source: str, namespace: dict, cell: str, answers: dict | None = None) -> str | None:
+def run_test(
+    source: str, namespace: dict, cell: str, answers: dict | None = None, printed: list[str] | None = None
+) -> str | None:
     """Run the instructor's test ``source`` in ``namespace``; None when it passes, else ``"Ename: message"``.
 
     ``answers``: the literal answers a :class:`LiteralJudge` read (None for a :class:`CallJudge`); a
     name missing from them gets the literal-answer advice, which means nothing for a function.
+    What the test prints (feedback for a right answer too, :func:`autograder.compare.expect_choice`)
+    never reaches the grader's terminal: it goes to ``printed``, capped, when given.
     """
+    out = io.StringIO()
     try:
-        exec(compile(source, f"<test cell {cell}>", "exec"), namespace)
+        with contextlib.redirect_stdout(out):
+            exec(compile(source, f"<test cell {cell}>", "exec"), namespace)
     except AssertionError as exc:
         return capped(f"AssertionError: {exc}")
     except NameError as exc:
@@ -35,6 +44,9 @@ def run_test(source: str, namespace: dict, cell: str, answers: dict | None = Non
         )
     except Exception as exc:  # the instructor's test met a value it did not expect: the answer is wrong
         return capped(f"{type(exc).__name__}: {exc}")
+    finally:
+        if printed is not None and out.getvalue():
+            printed.append(capped(out.getvalue()))
     return None
 
 
