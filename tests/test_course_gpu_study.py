@@ -258,3 +258,11 @@ def test_the_recorded_check_and_the_notebook_state_what_the_check_measures(arith
     assert f"Full fine-tuning peaks {above:.2f} GB above its 3.95" in text
     assert f"the largest is the {151_936 * 896 * 2 / 1e6:.0f} MB embedding" in text
     assert f"QLoRA keeps only {recorded['qlora']['activations']['measured'] / 1e6:.0f} MB of" in text
+    from harness import ROOT
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    peaks = {
+        kind: " / ".join(f"{recorded[a]['peak'][kind] / 1e9:.2f}" for a in recorded)
+        for kind in ("measured", "predicted")
+    }
+    assert f"peaks {peaks['measured']} GB against {peaks['predicted']} predicted" in readme
