@@ -20,7 +20,7 @@ from autograder.course import Course
 from autograder.judge.literal import judge_cell, literal_answers
 from autograder.judge.verdict import AMBIGUOUS
 from harness import ROOT, course
-from practice import practice_letters, practice_notebook, wrong_letters
+from practice import practice_letters, practice_notebook, practice_questions, wrong_letters
 
 A = "04_practice"
 NB = f"{A}.ipynb"
@@ -189,7 +189,7 @@ def test_kernel_tricks_and_forged_cells_decide_nothing(tmp_path):
 
     run = grade(Course.load(root), A, settings=GradeSettings(jobs=2))
     scores = {g.student: g.score for g in run.grades}
-    assert scores.pop("honest") == 20, run.problems
+    assert scores.pop("honest") == sum(q.points for q in practice_questions().values()), run.problems
     assert scores == dict.fromkeys(scores, 0.0), scores
     assert not marker.exists(), "the judge ran code from the submitted notebook"
 

@@ -27,6 +27,7 @@ from autograder.gradebook import read_grades
 from autograder.runner.intake import IntakeError, copy_plain_file
 
 PASSED, FAILED, MANUAL, FLAGGED = "passed", "failed", "graded by hand", "not trusted"
+NOTE_CHARS = 1000  # of a passed test's printout on the page
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,9 @@ def _message(cell) -> tuple[str, str]:
         if out.get("output_type") == "stream" and out.get("name") == "stderr":
             first = (out.get("text") or "").strip().splitlines()[:1]
             return FAILED, "The cell wrote to stderr, which fails it: " + (first[0] if first else "")
-    return PASSED, ""
+    # A passed test may still teach: what the judge kept of its printout (a note on the right answer).
+    printed = "".join(o.get("text") or "" for o in cell.get("outputs", []) if o.get("name") == "stdout").strip()
+    return PASSED, printed[:NOTE_CHARS]
 
 
 def items_of(nb, grades: dict[str, tuple[float | None, float]]) -> list[Item]:
@@ -117,7 +120,7 @@ tr.passed td:nth-child(3) {{ color: #176117; }} tr.failed td:nth-child(3), tr.no
 <p>Student <strong>{esc(student)}</strong>. Score <strong class="score">{got:g} / {total:g}</strong>{late_note}.</p>
 {flagged}
 <h2>Graded items</h2>
-<table><thead><tr><th>item</th><th>points</th><th>result</th><th>what to fix</th></tr></thead>
+<table><thead><tr><th>item</th><th>points</th><th>result</th><th>what it says</th></tr></thead>
 <tbody>
 {rows}
 </tbody></table>
