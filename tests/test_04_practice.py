@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from harness import Mistake, MistakeTable, MistakeTests, assert_loses_and_names, points, source_notebook
+from harness import Mistake, MistakeTable, MistakeTests, assert_loses_and_names, points, source_cell, source_notebook
 from practice import A, answer_source, practice_letters, practice_questions, wrong_letters
 
 QUESTIONS = practice_questions()
@@ -131,9 +131,7 @@ def _judged(n: int, letter: str) -> tuple[str | None, list[str]]:
     from autograder.judge.literal import judge_cell
 
     printed: list[str] = []
-    source = next(
-        c.source for c in source_notebook(A).cells if c.metadata.get("nbgrader", {}).get("grade_id") == f"test_q{n}"
-    )
+    source = source_cell(A, f"test_q{n}")
     return judge_cell(source, {f"answer_q{n}": letter}, f"test_q{n}", printed), printed
 
 
@@ -153,9 +151,7 @@ def test_the_speed_question_quotes_the_lab_s_recorded_run():
     from course import lab
 
     recorded = lab.recorded_results()
-    text = next(
-        c.source for c in source_notebook(A).cells if c.metadata.get("nbgrader", {}).get("grade_id") == "q11_question"
-    )
+    text = source_cell(A, "q11_question")
     for arm, stated in (("full", "full fine-tuning"), ("lora", "LoRA"), ("qlora", "bitsandbytes")):
         assert f"{stated} **{recorded[arm].seconds_per_step:.3f}**" in text, arm
     full, lora, qlora = (recorded[a] for a in ("full", "lora", "qlora"))

@@ -140,3 +140,17 @@ def test_every_notebook_states_its_work_and_its_measured_run_time():
         )
         assert run, f"{assignment}: the intro should give the measured time of a whole run"
     assert 12 <= sum(hours.values()) <= 15, f"{hours}: the course is 12 to 15 hours of work"
+
+
+@pytest.mark.parametrize(
+    ("assignment", "text_cell", "test_cell", "functions"),
+    [
+        ("01_lora_basics", "headline_md", "test_headline_gpt3", ("lora_param_count",)),
+        ("02_quantization", "budget_note", "test_headline_qlora_65b", ("weights_gb", "quant_constant_bits")),
+    ],
+)
+def test_a_headline_check_says_it_grades_earlier_functions_again(assignment, text_cell, test_cell, functions):
+    text = cell_text(assignment, text_cell)
+    test = source_cell(assignment, test_cell)
+    assert all(f"{name}(" in test for name in functions), "the check no longer calls these functions"
+    assert f"({points(assignment)[test_cell]:g} point" in text and "costs its own points and this one too" in text
