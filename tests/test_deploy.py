@@ -82,19 +82,64 @@ def _host_path(image_path: str) -> Path:
 # --- the image ---------------------------------------------------------------------------
 
 
-def _dockerfile() -> str:
-    return (K8S / "Dockerfile").read_text()
+def _dockerfile(image: str = "grader") -> str:
+    return (K8S / f"Dockerfile.{image}").read_text()
 
 
-def test_values_use_the_course_image():
+def _versions() -> dict[str, str]:
+    lines = (K8S / "versions.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_students_and_the_course_service_run_their_own_images():
     image = _values()["singleuser"]["image"]
     assert image["name"] and "/" in image["name"], "a registry path the cluster can pull"
     assert isinstance(image["tag"], str) and image["tag"], "a quoted tag (YAML would make 0.10 a float)"
+    assert image["name"].endswith("-students"), "students' pods run the image without solutions"
     docs = _yaml_docs(K8S / "course-service.yaml")
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     spec = deployment["spec"]["template"]["spec"]
+    grader = image["name"].removesuffix("-students") + f"-grader:{image['tag']}"
     for container in spec["containers"] + spec["initContainers"]:
-        assert container["image"] == f"{image['name']}:{image['tag']}", "the formgrader runs the same image"
+        assert container["image"] == grader, "the formgrader runs the grader's image, at the students' tag"
+
+
+def test_the_students_build_context_holds_no_solution_and_no_hidden_test(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_context", K8S / "build_context.py")
+    rule = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rule)
+    names = rule.assemble(tmp_path / "students")
+    assert rule.leaks(tmp_path / "students") == []
+    assert {f"release/{a}/{a}.ipynb" for a in ("01_lora_basics", "05_qlora_lab")} <= set(names)
+    assert "autograder/compare.py" in names and not any(n.startswith(("source/", "tests/")) for n in names)
+    # Every COPY of the students' Dockerfile finds its source in that context.
+    for src in re.findall(r"^COPY (?:--\S+ )*(.+) \S+$", _dockerfile("students"), flags=re.M):
+        for path in src.split():
+            assert (tmp_path / "students" / path).exists(), f"COPY {path}: not in the students' context"
+    # The scan finds what the allow-list must never take: the source notebooks, or a marker anywhere.
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "wheels" / "torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl").write_bytes(b"PK")
+    with_wheel = rule.assemble(tmp_path / "with-wheel", wheels=tmp_path / "wheels")
+    assert with_wheel[-1] == "wheels/torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl"
+    assert (tmp_path / "with-wheel" / with_wheel[-1]).read_bytes() == b"PK" and (tmp_path / "students/wheels").is_dir()
+    rule.assemble(tmp_path / "bad", allowed=(*rule.STUDENTS, "source/04_practice"))
+    assert any(line.startswith("source/04_practice/") for line in rule.leaks(tmp_path / "bad"))
+    (tmp_path / "students" / "course" / "notes.py").write_text("### BEGIN HIDDEN TESTS\n")
+    assert rule.leaks(tmp_path / "students") == ["course/notes.py: contains 'BEGIN HIDDEN TESTS'"]
+
+
+def test_both_images_speak_the_chart_s_jupyterhub():
+    versions = _versions()
+    assert versions["JUPYTERHUB_VERSION"].split(".")[0] == "5", "z2jh 4.x ships JupyterHub 5"
+    for image in ("students", "grader"):
+        arg = re.search(r"^ARG JUPYTERHUB_VERSION=(\S+)$", _dockerfile(image), flags=re.M)
+        assert arg and arg.group(1) == versions["JUPYTERHUB_VERSION"], image
+        assert '"jupyterhub==${JUPYTERHUB_VERSION}"' in _dockerfile(image), image
+    chart = versions["Z2JH_CHART"]
+    assert f"--version {chart} --values deploy/kubernetes/values.yaml" in (K8S / "values.yaml").read_text()
+    assert f"--version {chart} --values deploy/kubernetes/values.yaml" in (ROOT / "docs" / "instructor.md").read_text()
 
 
 def test_dockerfile_builds_the_env_from_environment_yml_without_the_editable_install():
@@ -122,7 +167,7 @@ def test_dockerfile_copies_only_what_exists_and_keeps_grading_output_out():
         assert (ROOT / src).exists(), f"COPY {src}: no such path in the repository"
         if src == "deploy/jupyterhub/config":
             assert dest == IMAGE_LAYERS
-    ignored = (K8S / "Dockerfile.dockerignore").read_text().split()
+    ignored = (K8S / "Dockerfile.grader.dockerignore").read_text().split()
     for path in (".venv", ".git", "submitted", "autograded", "feedback", "gradebook.db"):
         assert path in ignored, f"{path} must not go into the image"
 
@@ -130,13 +175,14 @@ def test_dockerfile_copies_only_what_exists_and_keeps_grading_output_out():
 def test_image_bakes_the_gpu_labs_model_into_its_hub_cache():
     from course.gpu_study import DEFAULT_MODEL
 
-    text = _dockerfile()
+    text = _dockerfile("students")
     home = re.search(r"^ENV HF_HOME=(\S+)", text, flags=re.M)
     assert home, "the Hugging Face cache must live at a fixed place in the image"
-    bake = re.search(r"^RUN python -c \"(.+?)\"", text, flags=re.M)
+    bake = re.search(r"python -c \"(from huggingface_hub.+?)\"", text)
     assert bake and "snapshot_download(DEFAULT_MODEL" in bake.group(1) and "course.gpu_study" in bake.group(1)
     assert text.index("ENV HF_HOME") < bake.start() < text.index("ENV HF_HUB_OFFLINE=1")
     assert re.fullmatch(r"[\w.-]+/[\w.-]+", DEFAULT_MODEL)
+    assert "the lab's GPU part" in _dockerfile("grader") and "snapshot_download" not in _dockerfile("grader")
 
 
 def test_image_defaults_to_the_student_layers():
@@ -339,7 +385,9 @@ def test_instructor_guide_points_at_real_files_and_a_valid_site_file():
         "deploy/kubernetes/values.yaml",
         "deploy/kubernetes/exchange-pvc.yaml",
         "deploy/kubernetes/course-service.yaml",
-        "deploy/kubernetes/Dockerfile",
+        "deploy/kubernetes/Dockerfile.students",
+        "deploy/kubernetes/Dockerfile.grader",
+        "deploy/kubernetes/versions.env",
         "deploy/jupyterhub/jupyterhub_config.py",
     } <= paths
     for path in paths:
@@ -354,3 +402,16 @@ def test_instructor_guide_points_at_real_files_and_a_valid_site_file():
         _values()["hub"]["config"]["JupyterHub"]["load_groups"]
     )
     assert site["singleuser"]["image"] == {k: _values()["singleuser"]["image"][k] for k in ("name", "tag")}
+
+
+def test_the_grading_pod_can_start_its_sandbox():
+    """bwrap needs its own /proc: the pod's own user namespace and an unmasked /proc, besides the
+    seccomp and AppArmor profiles that let it make namespaces."""
+    deployment = next(d for d in _yaml_docs(K8S / "course-service.yaml") if d["kind"] == "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["hostUsers"] is False
+    (container,) = spec["containers"]
+    security = container["securityContext"]
+    assert security["procMount"] == "Unmasked" and security["allowPrivilegeEscalation"] is False
+    assert security["seccompProfile"]["type"] == security["appArmorProfile"]["type"] == "Unconfined"
+    assert "Pod Security" in (ROOT / "docs" / "instructor.md").read_text()
