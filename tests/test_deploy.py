@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import textwrap
 from pathlib import Path
 from types import SimpleNamespace
@@ -107,7 +108,7 @@ def test_students_and_the_course_service_run_their_own_images():
 def test_the_students_build_context_holds_no_solution_and_no_hidden_test(tmp_path):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("build_context", K8S / "build_context.py")
+    spec = importlib.util.spec_from_file_location("images", K8S / "images.py")
     rule = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rule)
     names = rule.assemble(tmp_path / "students")
@@ -136,30 +137,32 @@ def test_both_images_speak_the_chart_s_jupyterhub():
     for image in ("students", "grader"):
         arg = re.search(r"^ARG JUPYTERHUB_VERSION=(\S+)$", _dockerfile(image), flags=re.M)
         assert arg and arg.group(1) == versions["JUPYTERHUB_VERSION"], image
-        assert '"jupyterhub==${JUPYTERHUB_VERSION}"' in _dockerfile(image), image
+    assert '"jupyterhub==${JUPYTERHUB_VERSION}"' in _dockerfile("students")
+    assert "assert jupyterhub.__version__ == sys.argv[1]" in _dockerfile("grader"), "the grader checks its base"
     chart = versions["Z2JH_CHART"]
     assert f"--version {chart} --values deploy/kubernetes/values.yaml" in (K8S / "values.yaml").read_text()
     assert f"--version {chart} --values deploy/kubernetes/values.yaml" in (ROOT / "docs" / "instructor.md").read_text()
 
 
-def test_dockerfile_builds_the_env_from_environment_yml_without_the_editable_install():
-    text = _dockerfile()
-    assert re.search(r"^FROM \S+", text, flags=re.M)
-    match = re.search(r"grep -v -- '([^']+)' /opt/lora-qlora/environment\.yml > (\S+)", text)
-    assert match, "environment.yml, less its `-e .` line, is the image's environment"
-    pattern, filtered = match.groups()
-    assert re.search(rf"(mamba|micromamba) (env update|install|create)\b.*--file {re.escape(filtered)}", text)
-    # The same filter, applied here: it drops the editable install and nothing else.
-    lines = (ROOT / "environment.yml").read_text().splitlines(keepends=True)
-    kept = [line for line in lines if not re.search(pattern.replace("\\.", r"\."), line)]
-    assert [line.strip() for line in lines if line not in kept] == ["- -e ."]
-    env = yaml.safe_load("".join(kept))
+def test_the_images_install_environment_yml_s_pins_without_the_editable_install():
+    text = _dockerfile("students")
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, flags=re.M) and "useradd --create-home --uid 1000" in text
+    match = re.search(r"sed -n '([^']+)' /opt/lora-qlora/environment\.yml\s*\\?\s*\| grep -v '([^']+)' > (\S+)", text)
+    assert match, "environment.yml's pins, less the editable install and the hub's JupyterHub, are the image's"
+    script, dropped, pins = match.groups()
+    kept = subprocess.run(
+        ["sed", "-n", script, str(ROOT / "environment.yml")], capture_output=True, text=True, check=True
+    )
+    kept = [line for line in kept.stdout.splitlines() if not re.match(dropped, line)]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert "nbgrader==0.9.6" in pip and "torch==2.13.0" in pip and "-e ." not in pip
-    # ...and the course's own packages are installed from the copied repository instead.
-    assert re.search(r"pip install [^\n]*--no-deps /tmp/lora-qlora", text)
-    assert "jupyterhub==" in text, "z2jh starts jupyterhub-singleuser, which environment.yml lacks"
-    assert "bubblewrap" in text, "autograder grade refuses to run without bwrap"
+    assert kept == [p for p in pip if p != "-e ." and not p.startswith("jupyterhub==")]
+    assert "torch==2.13.0" in kept and "nbgrader==0.9.6" in kept
+    assert re.search(rf"pip install [^\n]*-r {re.escape(pins)} \"jupyterhub==\$\{{JUPYTERHUB_VERSION\}}\"", text)
+    grader = _dockerfile("grader")
+    assert re.search(r"^FROM \$\{STUDENTS_IMAGE\}$", grader, flags=re.M), "the grader grades in the students' packages"
+    assert re.search(r"pip install [^\n]*--no-deps [^\n]*/tmp/lora-qlora", grader)
+    assert "bubblewrap" in grader and "bubblewrap" not in _dockerfile("students"), "the sandbox is the grader's"
 
 
 def test_dockerfile_copies_only_what_exists_and_keeps_grading_output_out():
@@ -178,20 +181,22 @@ def test_image_bakes_the_gpu_labs_model_into_its_hub_cache():
     text = _dockerfile("students")
     home = re.search(r"^ENV HF_HOME=(\S+)", text, flags=re.M)
     assert home, "the Hugging Face cache must live at a fixed place in the image"
-    bake = re.search(r"python -c \"(from huggingface_hub.+?)\"", text)
-    assert bake and "snapshot_download(DEFAULT_MODEL" in bake.group(1) and "course.gpu_study" in bake.group(1)
+    bake = re.search(r"python -c \"(.+?snapshot_download\(sys.argv\[1\].+?)\" \"\$\{GPU_MODEL\}\"", text)
+    assert bake, "the lab's GPU model is downloaded into the cache at build time"
+    assert re.search(r"^ARG GPU_MODEL=(\S+)$", text, flags=re.M).group(1) == DEFAULT_MODEL
     assert text.index("ENV HF_HOME") < bake.start() < text.index("ENV HF_HUB_OFFLINE=1")
     assert re.fullmatch(r"[\w.-]+/[\w.-]+", DEFAULT_MODEL)
-    assert "the lab's GPU part" in _dockerfile("grader") and "snapshot_download" not in _dockerfile("grader")
+    assert "snapshot_download" not in _dockerfile("grader"), "the grader inherits the students' cache"
 
 
-def test_image_defaults_to_the_student_layers():
-    env = re.search(r"^ENV JUPYTER_CONFIG_PATH=(\S+)", _dockerfile(), flags=re.M)
-    assert env
-    layers = env.group(1).split(":")
-    assert layers[0].endswith("/students") and layers[-1].endswith("/common")
-    for layer in layers:
-        assert _host_path(layer).is_dir(), layer
+def test_each_image_defaults_to_its_own_layers():
+    for image, first in (("students", "/students"), ("grader", "/grader")):
+        env = re.search(r"^ENV JUPYTER_CONFIG_PATH=(\S+)", _dockerfile(image), flags=re.M)
+        assert env, image
+        layers = env.group(1).split(":")
+        assert layers[0].endswith(first) and layers[-1].endswith("/common"), image
+        for layer in layers:
+            assert _host_path(layer).is_dir(), layer
 
 
 # --- profiles ----------------------------------------------------------------------------

@@ -139,3 +139,20 @@ def test_a_submission_that_fills_the_disk_is_stopped_and_flagged(tmp_path):
     for g in run.grades:
         assert g.score == 0 and g.flagged, (g.student, run.problems)
         assert "to disk" in saved_review(Course.load(root), "04_practice", g.student)[0], g.student
+
+
+@pytest.mark.parametrize(
+    ("stderr", "says"),
+    [
+        ("bwrap: Can't mount proc on /newroot/proc: Operation not permitted", "procMount: Unmasked"),
+        ("bwrap: No permissions to create new namespace", "user namespaces may be disabled"),
+    ],
+)
+def test_why_the_sandbox_cannot_start_names_the_cause(monkeypatch, stderr, says):
+    """A container's masked /proc and blocked user namespaces fail differently, and are fixed differently."""
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1, "", stderr))
+    sandbox.unavailable_reason.cache_clear()
+    try:
+        assert says in sandbox.unavailable_reason()
+    finally:
+        sandbox.unavailable_reason.cache_clear()

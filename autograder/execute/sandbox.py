@@ -189,6 +189,12 @@ def unavailable_reason() -> str | None:
         return f"bubblewrap could not start: {exc}"
     if proc.returncode != 0:
         err = " ".join(proc.stderr.split()) or f"exit {proc.returncode}"
+        if "mount proc" in err:  # namespaces work; the container's masked /proc is what stops it
+            return (
+                f"bubblewrap cannot mount its own /proc here ({err}): in a container, unmask /proc "
+                "(docker run --security-opt systempaths=unconfined; Kubernetes: procMount: Unmasked with "
+                "hostUsers: false), or grade outside the container"
+            )
         return f"bubblewrap cannot create a sandbox here ({err}); unprivileged user namespaces may be disabled"
     return None
 

@@ -1,0 +1,121 @@
+"""The two Kubernetes images, built by ./setup (deploy/kubernetes/images.py) and run here as containers.
+
+What is tested is what a site deploys: the images carry the names ``values.yaml`` and
+``course-service.yaml`` give them, and the grader's container runs with the security settings that
+``course-service.yaml`` declares, translated to docker's options.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+K8S = ROOT / "deploy" / "kubernetes"
+_spec = importlib.util.spec_from_file_location("images", K8S / "images.py")
+images = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(images)
+
+DOCKER = images.docker_cli()
+TAGS = images.tags()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built():
+    missing = [name for name in (*TAGS.values(), images.BASE) if not images._exists(name, DOCKER)]
+    assert not missing, f"{', '.join(missing)} not built (or no docker daemon): run ./setup"
+
+
+def _run(image: str, *command: str, options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [DOCKER, "run", "--rm", "--network", "none", *options, image, *command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _service_options() -> tuple[str, ...]:
+    """course-service.yaml's formgrader container, as docker options: its user, its seccomp and AppArmor
+    profiles, no privilege escalation, and its /proc mount (Unmasked: docker's systempaths=unconfined).
+    Its user namespace (hostUsers: false) has no docker equivalent without a daemon-wide remap."""
+    docs = [d for d in yaml.safe_load_all((K8S / "course-service.yaml").read_text()) if d]
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    security = pod["containers"][0]["securityContext"]
+    options = ["-u", f"{pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}"]
+    if security["seccompProfile"]["type"] == "Unconfined":
+        options += ["--security-opt", "seccomp=unconfined"]
+    if security["appArmorProfile"]["type"] == "Unconfined":
+        options += ["--security-opt", "apparmor=unconfined"]
+    if security["allowPrivilegeEscalation"] is False:
+        options += ["--security-opt", "no-new-privileges"]
+    if security.get("procMount") == "Unmasked":
+        options += ["--security-opt", "systempaths=unconfined"]
+    return tuple(options)
+
+
+def test_the_students_image_holds_no_solution_and_no_hidden_test():
+    assert images.image_leaks(TAGS["students"], DOCKER) == []
+
+
+def test_the_image_scan_finds_a_solution_anywhere_in_a_filesystem(tmp_path, monkeypatch):
+    """The scan, on the small base image with one instructor notebook dropped somewhere unexpected: in
+    the image's layers, and in its exported filesystem (where the layers cannot be read)."""
+    (tmp_path / "Dockerfile").write_text(f"FROM {images.BASE}\nCOPY 03_metrics.ipynb /usr/share/misc/notes.txt\n")
+    (tmp_path / "03_metrics.ipynb").write_bytes((ROOT / "source/03_metrics/03_metrics.ipynb").read_bytes())
+    tag = "lora-qlora-leak-test:latest"
+    subprocess.run([DOCKER, "build", "-q", "-t", tag, str(tmp_path)], check=True, capture_output=True)
+    try:
+        found = ["/usr/share/misc/notes.txt: holds a solution or hidden-test line"]
+        assert images.image_leaks(tag, DOCKER) == found
+        monkeypatch.setattr(images, "_layers", lambda image, docker: None)
+        assert images.image_leaks(tag, DOCKER) == found
+    finally:
+        subprocess.run([DOCKER, "rmi", "-f", tag], capture_output=True)
+
+
+def test_each_image_runs_the_chart_s_jupyterhub_as_jovyan():
+    versions = dict(line.split("=", 1) for line in (K8S / "versions.env").read_text().splitlines() if "=" in line)
+    for image in TAGS.values():
+        assert _run(image, "jupyterhub-singleuser", "--version").stdout.strip() == versions["JUPYTERHUB_VERSION"]
+    who = _run(
+        TAGS["students"], "sh", "-c", "id -u; id -g; echo $HOME; python -c 'import torch; print(torch.__version__)'"
+    )
+    assert who.stdout.split() == ["1000", "100", "/home/jovyan", "2.13.0+cpu"], who.stderr[-500:]
+    # What the students' image lacks: the grader's code, its sandbox and the sources.
+    missing = _run(
+        TAGS["students"], "sh", "-c", "python -c 'import autograder.judge' || command -v bwrap || ls /opt/lora-qlora"
+    )
+    assert "No module named 'autograder.judge'" in missing.stderr and missing.stdout.split() == [
+        "LICENSE",
+        "environment.yml",
+        "lib",
+        "release",
+    ]
+
+
+def test_the_grader_grades_in_its_container_with_the_service_s_security_settings():
+    options = _service_options()
+    check = _run(
+        TAGS["grader"],
+        "sh",
+        "-c",
+        "cp -r /opt/lora-qlora /tmp/c && cd /tmp/c && autograder check 04_practice",
+        options=options,
+    )
+    assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
+    lines = {line.split()[1]: line for line in check.stdout.splitlines() if line.startswith("04_practice")}
+    assert " ok " in lines["reference-full-marks"] and "23/23" in lines["reference-full-marks"]
+    assert " ok " in lines["blank-scores-zero"] and "0/23" in lines["blank-scores-zero"]
+    assert " ok " in lines["honest-not-flagged"]
+    # Without the unmasked /proc, bubblewrap cannot start: the setting is needed, not decoration.
+    at = options.index("systempaths=unconfined")
+    masked = options[: at - 1] + options[at + 1 :]
+    sandbox = ("bwrap", "--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true")
+    assert _run(TAGS["grader"], *sandbox, options=options).returncode == 0
+    failed = _run(TAGS["grader"], *sandbox, options=masked)
+    assert failed.returncode != 0 and "Can't mount proc" in failed.stderr
