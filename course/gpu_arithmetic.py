@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from . import gpu_study
-from .memory import SavedForBackward, held_bytes
+from .memory import SavedForBackward, held_bytes, held_tensors
 
 # Qwen/Qwen2.5-0.5B's config.json, the numbers that decide its memory (no download needed to build it).
 QWEN25_05B = {
@@ -82,17 +82,6 @@ def checkpoint(folder: Path | None = None) -> Path:
     return folder
 
 
-def weight_tensors(model: torch.nn.Module):
-    """Parameters, buffers and the 4-bit layers' quantization constants (absmax, codebooks, offsets)."""
-    yield from model.parameters()
-    yield from model.buffers()
-    for p in model.parameters():
-        state = getattr(p, "quant_state", None)
-        while state is not None:
-            yield from (state.absmax, state.code, getattr(state, "offset", None))
-            state = getattr(state, "state2", None)
-
-
 def optimizer_tensors(optimizer: torch.optim.Optimizer):
     for state in optimizer.state.values():
         yield from state.values()
@@ -132,7 +121,7 @@ def check_arm(arm: str, folder: Path) -> dict[str, dict[str, float]]:
     else:
         optimizer = torch.optim.AdamW(params, lr=2e-4)
     model.train()
-    measured = {"weights": held_bytes(weight_tensors(model))}
+    measured = {"weights": held_bytes(held_tensors(model))}
 
     saved = SavedForBackward(model)
     with saved:
@@ -151,7 +140,7 @@ def check_arm(arm: str, folder: Path) -> dict[str, dict[str, float]]:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    alive = held_bytes([*weight_tensors(model), *optimizer_tensors(optimizer)])
+    alive = held_bytes([*held_tensors(model), *optimizer_tensors(optimizer)])
     measured["peak"] = alive + most_allocated(second_step)
 
     linear, other, trainable = gpu_study.parameter_split(model)

@@ -92,7 +92,6 @@ def predicted_components(
         frozen = linear * NF4_BITS / 8 + other * 4
     else:
         raise ValueError(f"unknown arm {arm!r}; the arms are {', '.join(ARMS)}")
-
     return {"weights": frozen + adapters * 4, "gradients": adapters * 4, "optimizer": state}
 
 

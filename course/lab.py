@@ -285,7 +285,7 @@ def saved_for_backward(
     device: torch.device | None = None,
 ) -> dict[str, int]:
     """Bytes autograd saves for the backward pass of one training batch, per arm, parameters excluded:
-    the activations, which set the peak of a model as small as MiNiLM. ``lora, dropout 0`` is the
+    the activations, which set the peak of a model as small as MiniLM. ``lora, dropout 0`` is the
     ``lora`` arm with ``make_lora_config``'s dropout set to 0, like the ``yours`` arm's layer."""
     device = device or models.default_device()
     budget = budget or default_budget(device)

@@ -180,6 +180,16 @@ def floor_bytes(inventory: list[Entry]) -> int:
     return sum(e.floor_bytes for e in inventory)
 
 
+def held_tensors(model: torch.nn.Module) -> Iterator[torch.Tensor]:
+    """Every tensor the model holds: parameters, buffers and the 4-bit quantization states' tensors."""
+    yield from model.parameters()
+    yield from model.buffers()
+    for p in model.parameters():
+        state = _quant_state(p)
+        if state is not None:
+            yield from (t for _, t in _quant_state_tensors(state))
+
+
 def measured_footprint(model: torch.nn.Module) -> dict[str, int]:
     """Bytes the model really holds, counted from its tensors.
 

@@ -74,3 +74,17 @@ def sandbox_ready() -> None:
     from harness import require_sandbox
 
     require_sandbox()
+
+
+@pytest.fixture(scope="session")
+def images():
+    """``deploy/kubernetes/images.py``, the images' build-context rule, build and scan (a script, not a
+    package module: loaded from its file)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes" / "images.py"
+    spec = importlib.util.spec_from_file_location("images", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -105,12 +105,8 @@ def test_students_and_the_course_service_run_their_own_images():
         assert container["image"] == grader, "the formgrader runs the grader's image, at the students' tag"
 
 
-def test_the_students_build_context_holds_no_solution_and_no_hidden_test(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("images", K8S / "images.py")
-    rule = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rule)
+def test_the_students_build_context_holds_no_solution_and_no_hidden_test(tmp_path, images):
+    rule = images
     names = rule.assemble(tmp_path / "students")
     assert rule.leaks(tmp_path / "students") == []
     assert {f"release/{a}/{a}.ipynb" for a in ("01_lora_basics", "05_qlora_lab")} <= set(names)

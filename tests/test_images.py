@@ -7,7 +7,6 @@ What is tested is what a site deploys: the images carry the names ``values.yaml`
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 from pathlib import Path
 
@@ -16,23 +15,25 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "kubernetes"
-_spec = importlib.util.spec_from_file_location("images", K8S / "images.py")
-images = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(images)
-
-DOCKER = images.docker_cli()
-TAGS = images.tags()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def built():
-    missing = [name for name in (*TAGS.values(), images.BASE) if not images._exists(name, DOCKER)]
+@pytest.fixture(scope="module")
+def docker(images) -> str:
+    """The docker client the images were built with; fails (never skips) when they were not: run ./setup."""
+    docker = images.docker_cli()
+    missing = [name for name in (*images.tags().values(), images.BASE) if not images._exists(name, docker)]
     assert not missing, f"{', '.join(missing)} not built (or no docker daemon): run ./setup"
+    return docker
 
 
-def _run(image: str, *command: str, options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="module")
+def tags(images, docker) -> dict[str, str]:
+    return images.tags()
+
+
+def _run(docker: str, image: str, *command: str, options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [DOCKER, "run", "--rm", "--network", "none", *options, image, *command],
+        [docker, "run", "--rm", "--network", "none", *options, image, *command],
         capture_output=True,
         text=True,
         timeout=300,
@@ -58,37 +59,47 @@ def _service_options() -> tuple[str, ...]:
     return tuple(options)
 
 
-def test_the_students_image_holds_no_solution_and_no_hidden_test():
-    assert images.image_leaks(TAGS["students"], DOCKER) == []
+def test_the_students_image_holds_no_solution_and_no_hidden_test(images, docker, tags):
+    assert images.image_leaks(tags["students"], docker) == []
 
 
-def test_the_image_scan_finds_a_solution_anywhere_in_a_filesystem(tmp_path, monkeypatch):
+def test_the_image_scan_finds_a_solution_anywhere_in_a_filesystem(tmp_path, monkeypatch, images, docker):
     """The scan, on the small base image with one instructor notebook dropped somewhere unexpected: in
     the image's layers, and in its exported filesystem (where the layers cannot be read)."""
     (tmp_path / "Dockerfile").write_text(f"FROM {images.BASE}\nCOPY 03_metrics.ipynb /usr/share/misc/notes.txt\n")
     (tmp_path / "03_metrics.ipynb").write_bytes((ROOT / "source/03_metrics/03_metrics.ipynb").read_bytes())
     tag = "lora-qlora-leak-test:latest"
-    subprocess.run([DOCKER, "build", "-q", "-t", tag, str(tmp_path)], check=True, capture_output=True)
+    subprocess.run([docker, "build", "-q", "-t", tag, str(tmp_path)], check=True, capture_output=True)
     try:
         found = ["/usr/share/misc/notes.txt: holds a solution or hidden-test line"]
-        assert images.image_leaks(tag, DOCKER) == found
+        assert images.image_leaks(tag, docker) == found
         monkeypatch.setattr(images, "_layers", lambda image, docker: None)
-        assert images.image_leaks(tag, DOCKER) == found
+        assert images.image_leaks(tag, docker) == found
     finally:
-        subprocess.run([DOCKER, "rmi", "-f", tag], capture_output=True)
+        subprocess.run([docker, "rmi", "-f", tag], capture_output=True)
 
 
-def test_each_image_runs_the_chart_s_jupyterhub_as_jovyan():
+def test_each_image_runs_the_chart_s_jupyterhub_as_jovyan(docker, tags):
     versions = dict(line.split("=", 1) for line in (K8S / "versions.env").read_text().splitlines() if "=" in line)
-    for image in TAGS.values():
-        assert _run(image, "jupyterhub-singleuser", "--version").stdout.strip() == versions["JUPYTERHUB_VERSION"]
+    for image in tags.values():
+        assert (
+            _run(docker, image, "jupyterhub-singleuser", "--version").stdout.strip() == versions["JUPYTERHUB_VERSION"]
+        )
     who = _run(
-        TAGS["students"], "sh", "-c", "id -u; id -g; echo $HOME; python -c 'import torch; print(torch.__version__)'"
+        docker,
+        tags["students"],
+        "sh",
+        "-c",
+        "id -u; id -g; echo $HOME; python -c 'import torch; print(torch.__version__)'",
     )
     assert who.stdout.split() == ["1000", "100", "/home/jovyan", "2.13.0+cpu"], who.stderr[-500:]
     # What the students' image lacks: the grader's code, its sandbox and the sources.
     missing = _run(
-        TAGS["students"], "sh", "-c", "python -c 'import autograder.judge' || command -v bwrap || ls /opt/lora-qlora"
+        docker,
+        tags["students"],
+        "sh",
+        "-c",
+        "python -c 'import autograder.judge' || command -v bwrap || ls /opt/lora-qlora",
     )
     assert "No module named 'autograder.judge'" in missing.stderr and missing.stdout.split() == [
         "LICENSE",
@@ -98,10 +109,11 @@ def test_each_image_runs_the_chart_s_jupyterhub_as_jovyan():
     ]
 
 
-def test_the_grader_grades_in_its_container_with_the_service_s_security_settings():
+def test_the_grader_grades_in_its_container_with_the_service_s_security_settings(docker, tags):
     options = _service_options()
     check = _run(
-        TAGS["grader"],
+        docker,
+        tags["grader"],
         "sh",
         "-c",
         "cp -r /opt/lora-qlora /tmp/c && cd /tmp/c && autograder check 04_practice",
@@ -116,6 +128,6 @@ def test_the_grader_grades_in_its_container_with_the_service_s_security_settings
     at = options.index("systempaths=unconfined")
     masked = options[: at - 1] + options[at + 1 :]
     sandbox = ("bwrap", "--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true")
-    assert _run(TAGS["grader"], *sandbox, options=options).returncode == 0
-    failed = _run(TAGS["grader"], *sandbox, options=masked)
+    assert _run(docker, tags["grader"], *sandbox, options=options).returncode == 0
+    failed = _run(docker, tags["grader"], *sandbox, options=masked)
     assert failed.returncode != 0 and "Can't mount proc" in failed.stderr

@@ -9,9 +9,9 @@ did decides a grade. The judge
 - takes each test cell's source, hidden tests included, from the gradebook (what the instructor's
   source notebook registered), never from the submitted notebook, whose cells a student can forge;
 - runs that source here, with only the literal answers bound, and replaces the test cell's outputs
-  with its verdict: nothing when it passes (but what the test printed: a note on the right answer),
-  one ``AssertionError`` with the teaching message when it fails. nbgrader's own scoring then reads the judge's outputs only, so an ``execute_result`` or a
-  token that student code printed decides nothing.
+  with its verdict: what the test printed (a note on a right answer), then one ``AssertionError``
+  with the teaching message when it fails. nbgrader's own scoring then reads the judge's outputs
+  only, so an ``execute_result`` or a token that student code printed decides nothing.
 
 It sits in the autograde pipeline right after the sandboxed execution, so ``autograder grade`` and
 the formgrader's Autograde button both go through it. Which assignments it judges is the course's
