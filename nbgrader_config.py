@@ -40,6 +40,7 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", ".git"
 # through the course's guarded executor too: each kernel in the bubblewrap sandbox, integrity
 # probes around every test cell. `autograder grade` adds parallel workers and review flags.
 try:
+    from autograder.commands.collect import CheckedCollect
     from autograder.commands.feedback import FeedbackExporter
     from autograder.execute.late import DailyPenalty
     from autograder.execute.pipeline import guarded_autograde_preprocessors
@@ -55,6 +56,12 @@ else:
     c.AssignLatePenalties.plugin_class = DailyPenalty
     c.DailyPenalty.per_day = 0.10
     c.DailyPenalty.grace_minutes = 15
+    # Collect (the formgrader's button, `nbgrader collect`) takes a submission only from the student it
+    # names: the folder must belong to that student's uid. COURSE_STUDENT_UIDS says how a name becomes a
+    # uid: "accounts" (Unix accounts, the one-server hub), "derived" (containers: course-service.yaml sets
+    # it), "anyone" (no check).
+    c.ExchangeFactory.collect = CheckedCollect
+    c.CheckedCollect.student_uids = os.environ.get("COURSE_STUDENT_UIDS", "accounts")
 
 # Assignments whose answers are literals: the judge reads them from the notebook's text and runs
 # the hidden tests in the grader's own process, so nothing the student's kernel does decides the grade.

@@ -5,7 +5,8 @@ The map: each folder holds the code of one process, so a file's folder says wher
 - ``commands/`` **the command line** (``cli``: ``autograder build|check|grade|feedback|export|demo``):
   the only process that writes the course's real gradebook. ``grade`` takes submissions in, starts
   the pool and merges each result; ``check`` and ``rehearsal`` grade the instructor's own mock
-  students; ``feedback`` writes the students' pages; ``export`` writes the gradebook for an LMS;
+  students; ``feedback`` writes the students' pages; ``collect`` (nbgrader's collect, run by the formgrader)
+  takes a submission only from the student it names; ``export`` writes the gradebook for an LMS;
   ``nbgrader_run`` runs nbgrader's commands; ``terminal`` keeps student-controlled text from
   driving the instructor's terminal; ``machine`` reads what the machine offers (defaults).
 - ``runner/`` **between the command line and its workers**: ``pool`` (the parent end: workers, time

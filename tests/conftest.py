@@ -88,3 +88,12 @@ def images():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def docker(images) -> str:
+    """The docker client the images were built with; fails (never skips) when they were not: run ./setup."""
+    docker = images.docker_cli()
+    missing = [name for name in (*images.tags().values(), images.BASE) if not images._exists(name, docker)]
+    assert not missing, f"{', '.join(missing)} not built (or no docker daemon): run ./setup"
+    return docker

@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import yaml
 from traitlets.config import Config
 
@@ -341,6 +342,42 @@ def test_pre_spawn_hook_gives_each_role_its_layers():
     assert student[0].endswith("/students") and instructor[0].endswith("/instructors")
     for layer in student + instructor:
         assert _host_path(layer).is_dir(), layer
+
+
+def _per_user_uid(names: list[str]) -> dict:
+    """values.yaml's 30-per-user-uid.py run against a hub whose database holds ``names``."""
+    c, namespace = Config(), {}
+    namespace["c"] = c
+    exec(compile(_extra_config("30-per-user-uid.py"), "30-per-user-uid.py", "exec"), namespace)
+    assert c.KubeSpawner.uid is namespace["per_user_uid"] and c.KubeSpawner.gid == _values()["singleuser"]["fsGid"]
+    db = SimpleNamespace(query=lambda column: [(n,) for n in names])
+    namespace["spawn"] = lambda name: c.KubeSpawner.uid(SimpleNamespace(user=SimpleNamespace(name=name, db=db)))
+    return namespace
+
+
+def test_each_person_s_pod_runs_as_the_uid_the_grader_s_collect_expects():
+    from autograder.commands.collect import derived_uid
+
+    names = ["ada", "bert", "Ada", "student-17", "ünï", "x" * 200]
+    hub = _per_user_uid(names)
+    assert [hub["spawn"](n) for n in names] == [derived_uid(n) for n in names]
+    # Two names that hash alike would let each submit as the other: the second one's server never starts.
+    hub["derived_uid"] = lambda name: 4242
+    with pytest.raises(RuntimeError, match="ada and bert would share uid 4242"):
+        hub["spawn"]("ada")
+    assert _per_user_uid(["ada"])["spawn"]("ada") == derived_uid("ada")
+
+
+def test_the_course_service_collects_by_derived_uids(monkeypatch):
+    """course-service.yaml tells the course's collect (nbgrader_config.py) to expect values.yaml's uids."""
+    from autograder.commands.collect import CheckedCollect
+
+    env = _service_env()
+    assert env["COURSE_STUDENT_UIDS"] == "derived"
+    c = _exec_config(ROOT / "nbgrader_config.py", {"COURSE_STUDENT_UIDS": env["COURSE_STUDENT_UIDS"]}, monkeypatch)
+    assert c.ExchangeFactory.collect is CheckedCollect and c.CheckedCollect.student_uids == "derived"
+    # Elsewhere (the one-server hub, a VM) students are Unix accounts.
+    assert _exec_config(ROOT / "nbgrader_config.py", {}, monkeypatch).CheckedCollect.student_uids == "accounts"
 
 
 def test_idle_servers_are_culled():

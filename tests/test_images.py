@@ -18,15 +18,6 @@ K8S = ROOT / "deploy" / "kubernetes"
 
 
 @pytest.fixture(scope="module")
-def docker(images) -> str:
-    """The docker client the images were built with; fails (never skips) when they were not: run ./setup."""
-    docker = images.docker_cli()
-    missing = [name for name in (*images.tags().values(), images.BASE) if not images._exists(name, docker)]
-    assert not missing, f"{', '.join(missing)} not built (or no docker daemon): run ./setup"
-    return docker
-
-
-@pytest.fixture(scope="module")
 def tags(images, docker) -> dict[str, str]:
     return images.tags()
 

@@ -160,6 +160,9 @@ c.JupyterHub.init_spawners_timeout = 60
 service = c.JupyterHub.services[0]
 service["command"] = service["command"] + root
 service["environment"].update(tag, HOME=os.path.join(os.environ["E2E_HOMES"], "grader"))
+# One Unix user runs every server here, so collect cannot tell students apart by uid (tests/test_collect.py
+# and tests/test_kubernetes_hub.py test that it does where they differ).
+service["environment"]["COURSE_STUDENT_UIDS"] = "anyone"
 # The test's driver: spawns servers and mints each person's API token.
 c.JupyterHub.services.append({{"name": "e2e-driver", "api_token": os.environ["E2E_DRIVER_TOKEN"]}})
 c.JupyterHub.load_roles.append({{
@@ -208,6 +211,7 @@ class Hub:
             E2E_DRIVER_TOKEN=self.driver_token,
             **{TAG: self.tag_value},
         )
+        self.jupyterhub = find_jupyterhub()
         self.proc: subprocess.Popen | None = None
         self.seen: set[Proc] = set()
         self.hub_proc: Proc | None = None
@@ -220,7 +224,7 @@ class Hub:
     def start(self, timeout: float = 180) -> None:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [str(find_jupyterhub()), "-f", str(self.config)],
+                [str(self.jupyterhub), "-f", str(self.config)],
                 cwd=self.data,
                 env=self.env,
                 stdout=log,

@@ -1,0 +1,101 @@
+"""values.yaml's hub on this machine: the chart's JupyterHub spawning the students' image in containers.
+
+``KubernetesHub`` is ``Hub`` with ``values_hub_config.py`` in place of the one-server configuration and
+the ``jupyterhub`` of ``.e2e/hub`` (the chart's version, with DockerSpawner), which ``./setup`` installs.
+The grader's pod is played by ``grader()``: the grader's image run with ``course-service.yaml``'s user,
+environment and volumes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from e2e_support.hub import TAG, Hub
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "kubernetes"
+HUB_VENV = ROOT / ".e2e" / "hub"
+CONFIG = Path(__file__).with_name("values_hub_config.py")
+
+
+def chart_jupyterhub() -> Path | None:
+    """``.e2e/hub/bin/jupyterhub``, where ``./setup`` installs the chart's JupyterHub and DockerSpawner."""
+    exe = HUB_VENV / "bin" / "jupyterhub"
+    return exe if exe.is_file() else None
+
+
+def course_service() -> dict:
+    """The grader's pod spec from course-service.yaml."""
+    docs = [d for d in yaml.safe_load_all((K8S / "course-service.yaml").read_text()) if d]
+    return next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+
+
+class KubernetesHub(Hub):
+    def __init__(self, where: Path, instructors: list[str], students: list[str], docker: str):
+        course = where / "course"
+        course.mkdir()
+        super().__init__(where, course, instructors, students)
+        self.docker = docker
+        self.jupyterhub = chart_jupyterhub()
+        self.config = CONFIG
+        os.chmod(self.homes, 0o755)
+        # Fresh volumes as the pod's fsGroup leaves them: group-owned, group-writable, setgid.
+        for volume in (self.course_dir, self.exchange):
+            os.chown(volume, 0, course_service()["securityContext"]["fsGroup"])
+            os.chmod(volume, 0o2775)
+        self.env.update(
+            E2E_VALUES=str(K8S / "values.yaml"),
+            E2E_EXCHANGE=str(self.exchange),
+            E2E_TAG_NAME=TAG,
+            E2E_TAG_VALUE=self.tag_value,
+        )
+
+    def container(self, user: str) -> str:
+        out = subprocess.run(
+            [self.docker, "ps", "-q", "--filter", f"name=e2e-jupyter-{user}-{self.tag_value[:8]}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        [container] = out.stdout.split()
+        return container
+
+    def in_server(self, user: str, *command: str, cwd: str = "/home/jovyan") -> subprocess.CompletedProcess:
+        """``command`` in ``user``'s server, as their own terminal runs it (their uid, their environment)."""
+        return subprocess.run(
+            [self.docker, "exec", "-w", cwd, self.container(user), *command],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def pod(self, image: str, container: dict, command: list[str], options: tuple[str, ...] = ()):
+        """``command`` in one of the grader pod's containers as course-service.yaml declares it: its user,
+        environment, working folder and volumes (the course directory and the exchange), no network."""
+        pod = course_service()
+        security = {**pod["securityContext"], **container.get("securityContext", {})}
+        user = f"{security['runAsUser']}:{security.get('runAsGroup', pod['securityContext']['runAsGroup'])}"
+        volumes = {"course": self.course_dir, "nbgrader-exchange": self.exchange}
+        args = [self.docker, "run", "--rm", "--network", "none", "-u", user, *options]
+        for e in container.get("env", []):
+            if "value" in e:
+                args += ["-e", f"{e['name']}={e['value']}"]
+        for mount in container["volumeMounts"]:
+            args += ["-v", f"{volumes[mount['name']]}:{mount['mountPath']}"]
+        if "workingDir" in container:
+            args += ["-w", container["workingDir"]]
+        return subprocess.run([*args, image, *command], capture_output=True, text=True, timeout=300)
+
+    def init_pod(self, image: str) -> None:
+        """The grader pod's init containers, as declared: the exchange's mode, the course seeded."""
+        for container in course_service()["initContainers"]:
+            done = self.pod(image, container, container["command"])
+            assert done.returncode == 0, f"init container {container['name']}: {done.stderr[-2000:]}"
+
+    def grader(self, image: str, *command: str, options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+        """``command`` in the grader pod's formgrader container (an instructor's terminal there)."""
+        return self.pod(image, course_service()["containers"][0], list(command), options)
