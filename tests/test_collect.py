@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
+from nbgrader.api import Gradebook
 from nbgrader.auth import Authenticator
 from nbgrader.coursedir import CourseDirectory
 from traitlets.config import Config
@@ -63,13 +65,24 @@ class Exchange:
         return {p.parent.parent.name: p.read_text() for p in submitted.glob(f"*/{A}/{A}.ipynb")}
 
 
+@pytest.fixture(scope="module")
+def empty_gradebook(tmp_path_factory) -> Path:
+    """One empty gradebook made by nbgrader (seconds: it runs alembic), copied into each scratch course."""
+    where = tmp_path_factory.mktemp("gradebook") / "gradebook.db"
+    with pytest.MonkeyPatch.context() as mp:
+        # nbgrader's gradebook runs alembic, which lives beside this interpreter.
+        mp.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+        Gradebook(f"sqlite:///{where}", COURSE).close()
+    return where
+
+
 @pytest.fixture
-def exchange(tmp_path, monkeypatch) -> Exchange:
+def exchange(tmp_path, empty_gradebook) -> Exchange:
     if os.geteuid() != 0:
         pytest.fail("these tests make folders owned by other uids: run the suite as root, as CI does")
-    # nbgrader's gradebook runs alembic, which lives beside this interpreter.
-    monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
-    return Exchange(tmp_path)
+    made = Exchange(tmp_path)
+    shutil.copy2(empty_gradebook, made.course / "gradebook.db")
+    return made
 
 
 def refusals(caplog) -> list[str]:
