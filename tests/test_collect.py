@@ -137,3 +137,13 @@ def test_derived_uids_are_stable_spread_and_clear_of_real_accounts():
     assert len(set(uids)) == len(uids)
     assert all(FIRST_UID <= u < 2**31 for u in uids)
     assert derived_uid("ada") == derived_uid("ada") != derived_uid("Ada")
+
+
+def test_a_link_to_someone_else_s_submission_is_refused(exchange, caplog):
+    own = exchange.submit("ada", 1, derived_uid("ada"), "ada's own")
+    link = exchange.inbound / f"bert+{A}+{stamp(2)}"
+    link.symlink_to(own)
+    os.lchown(link, derived_uid("bert"), 100)
+    assert exchange.collect("derived", caplog) == {"ada": "ada's own"}
+    [message] = refusals(caplog)
+    assert "claims to be 'bert'" in message and "is not a folder" in message

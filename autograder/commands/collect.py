@@ -22,6 +22,7 @@ import glob
 import hashlib
 import os
 import pwd
+import stat
 
 from nbgrader.exchange.default.collect import ExchangeCollect
 from traitlets import Enum
@@ -68,9 +69,13 @@ class CheckedCollect(ExchangeCollect):
             return None
         path = os.path.join(self.inbound_path, record["filename"])
         try:
-            owner = os.lstat(path).st_uid
+            info = os.lstat(path)
         except OSError as exc:
             return f"cannot be read ({exc.strerror})"
+        if not stat.S_ISDIR(info.st_mode):
+            # A link to someone else's folder would be owned by whoever made the link.
+            return "is not a folder (a link?)"
+        owner = info.st_uid
         expected = self.expected_uid(record["username"])
         if expected is None:
             return "names a student with no Unix account"

@@ -157,6 +157,10 @@ c.Spawner.args = root
 c.Spawner.start_timeout = 240
 c.Spawner.http_timeout = 240
 c.JupyterHub.init_spawners_timeout = 60
+# Stopping: a Jupyter server without a terminal ignores the interrupt (it waits for a "y" that never
+# comes), so don't wait 10 s per server and service for it before the terminate signal.
+c.LocalProcessSpawner.interrupt_timeout = 1
+c.LocalProcessSpawner.term_timeout = 5
 service = c.JupyterHub.services[0]
 service["command"] = service["command"] + root
 service["environment"].update(tag, HOME=os.path.join(os.environ["E2E_HOMES"], "grader"))
