@@ -157,10 +157,6 @@ c.Spawner.args = root
 c.Spawner.start_timeout = 240
 c.Spawner.http_timeout = 240
 c.JupyterHub.init_spawners_timeout = 60
-# Stopping: a Jupyter server without a terminal ignores the interrupt (it waits for a "y" that never
-# comes), so don't wait 10 s per server and service for it before the terminate signal.
-c.LocalProcessSpawner.interrupt_timeout = 1
-c.LocalProcessSpawner.term_timeout = 5
 service = c.JupyterHub.services[0]
 service["command"] = service["command"] + root
 service["environment"].update(tag, HOME=os.path.join(os.environ["E2E_HOMES"], "grader"))
@@ -253,13 +249,14 @@ class Hub:
         self.seen |= tagged(self.tag_value)
         return self.seen
 
-    def stop(self) -> set[Proc]:
-        """Stop the hub gracefully, then kill whatever of the run is left; return the processes seen."""
+    def stop(self, grace: float = 60) -> set[Proc]:
+        """Stop the hub, giving it ``grace`` seconds to stop its servers, services and proxy, then kill
+        whatever of the run is left; return the processes seen."""
         self.track()
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # the hub stops servers, services and proxy
+            self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=60)
+                self.proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 pass
         for _ in range(10):
