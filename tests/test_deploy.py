@@ -88,11 +88,6 @@ def _dockerfile(image: str = "grader") -> str:
     return (K8S / f"Dockerfile.{image}").read_text()
 
 
-def _versions() -> dict[str, str]:
-    lines = (K8S / "versions.env").read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
-
-
 def test_students_and_the_course_service_run_their_own_images():
     image = _values()["singleuser"]["image"]
     assert image["name"] and "/" in image["name"], "a registry path the cluster can pull"
@@ -128,8 +123,8 @@ def test_the_students_build_context_holds_no_solution_and_no_hidden_test(tmp_pat
     assert rule.leaks(tmp_path / "students") == ["course/notes.py: contains 'BEGIN HIDDEN TESTS'"]
 
 
-def test_both_images_speak_the_chart_s_jupyterhub():
-    versions = _versions()
+def test_both_images_speak_the_chart_s_jupyterhub(images):
+    versions = images.versions()
     assert versions["JUPYTERHUB_VERSION"].split(".")[0] == "5", "z2jh 4.x ships JupyterHub 5"
     for image in ("students", "grader"):
         arg = re.search(r"^ARG JUPYTERHUB_VERSION=(\S+)$", _dockerfile(image), flags=re.M)

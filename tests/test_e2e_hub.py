@@ -25,7 +25,7 @@ import nbformat
 import pytest
 
 from autograder import notebook as nbu
-from e2e_support.hub import CHP_INSTALL, Hub, alive, find_jupyterhub, find_proxy, wait_for
+from e2e_support.hub import CHP_INSTALL, Hub, alive, feedback_score, find_jupyterhub, find_proxy, ok_json, wait_for
 from practice import practice_answer_sources, practice_letters, practice_questions, wrong_letters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,14 +48,6 @@ def answers(student: str) -> dict[str, str]:
     if student == RIGHT:
         return practice_answer_sources(practice_letters())
     return practice_answer_sources(lambda n: wrong_letters(n)[0])
-
-
-def ok_json(r, what: str):
-    assert r.status_code == 200, f"{what}: HTTP {r.status_code} {r.text[:800]}"
-    body = r.json()
-    if isinstance(body, dict) and "success" in body:
-        assert body["success"], f"{what} failed: {json.dumps(body)[:2000]}"
-    return body
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -313,14 +305,8 @@ def test_each_student_fetches_their_own_feedback_only(hub):
         assert len(files) == 1 and files[0].endswith(f"/{A}.html"), f"{student}'s feedback folder holds {files}"
         html[student] = (folder / files[0]).read_text()
 
-    def score(page: str) -> tuple[float, float]:
-        text = re.sub(r"<[^>]+>", " ", page)
-        m = re.search(r"Score:?\s*([\d.]+)\s*/\s*([\d.]+)", text)
-        assert m, "the feedback shows no total score"
-        return float(m.group(1)), float(m.group(2))
-
-    assert score(html[RIGHT]) == (max_score(), max_score())
-    wrong, most = score(html[WRONG])
+    assert feedback_score(html[RIGHT]) == (max_score(), max_score())
+    wrong, most = feedback_score(html[WRONG])
     assert most == max_score() and wrong < most
     for student, other in ((RIGHT, WRONG), (WRONG, RIGHT)):
         assert not re.search(rf"\b{other}\b", html[student]), f"{student}'s feedback mentions {other}"

@@ -11,10 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-K8S = ROOT / "deploy" / "kubernetes"
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +29,11 @@ def _run(docker: str, image: str, *command: str, options: tuple[str, ...] = ()) 
     )
 
 
-def _service_options() -> tuple[str, ...]:
+def _service_options(images) -> tuple[str, ...]:
     """course-service.yaml's formgrader container, as docker options: its user, its seccomp and AppArmor
     profiles, no privilege escalation, and its /proc mount (Unmasked: docker's systempaths=unconfined).
     Its user namespace (hostUsers: false) has no docker equivalent without a daemon-wide remap."""
-    docs = [d for d in yaml.safe_load_all((K8S / "course-service.yaml").read_text()) if d]
-    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    pod = images.service_pod()
     security = pod["containers"][0]["securityContext"]
     options = ["-u", f"{pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}"]
     if security["seccompProfile"]["type"] == "Unconfined":
@@ -70,12 +67,10 @@ def test_the_image_scan_finds_a_solution_anywhere_in_a_filesystem(tmp_path, monk
         subprocess.run([docker, "rmi", "-f", tag], capture_output=True)
 
 
-def test_each_image_runs_the_chart_s_jupyterhub_as_jovyan(docker, tags):
-    versions = dict(line.split("=", 1) for line in (K8S / "versions.env").read_text().splitlines() if "=" in line)
+def test_each_image_runs_the_chart_s_jupyterhub_as_jovyan(images, docker, tags):
+    want = images.versions()["JUPYTERHUB_VERSION"]
     for image in tags.values():
-        assert (
-            _run(docker, image, "jupyterhub-singleuser", "--version").stdout.strip() == versions["JUPYTERHUB_VERSION"]
-        )
+        assert _run(docker, image, "jupyterhub-singleuser", "--version").stdout.strip() == want
     who = _run(
         docker,
         tags["students"],
@@ -100,8 +95,8 @@ def test_each_image_runs_the_chart_s_jupyterhub_as_jovyan(docker, tags):
     ]
 
 
-def test_the_grader_grades_in_its_container_with_the_service_s_security_settings(docker, tags):
-    options = _service_options()
+def test_the_grader_grades_in_its_container_with_the_service_s_security_settings(images, docker, tags):
+    options = _service_options(images)
     check = _run(
         docker,
         tags["grader"],

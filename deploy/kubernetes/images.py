@@ -198,15 +198,27 @@ def docker_cli() -> str:
     return os.environ.get("DOCKER") or ("/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker")
 
 
+def versions(root: Path = ROOT) -> dict[str, str]:
+    """``versions.env``: the chart's version and the JupyterHub it ships, which both images carry."""
+    lines = (root / "deploy/kubernetes/versions.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
+def service_pod(root: Path = ROOT) -> dict:
+    """The grader's pod spec: ``course-service.yaml``'s Deployment template."""
+    import yaml
+
+    docs = [d for d in yaml.safe_load_all((root / "deploy/kubernetes/course-service.yaml").read_text()) if d]
+    return next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+
+
 def tags(root: Path = ROOT) -> dict[str, str]:
     """``{"students": ..., "grader": ...}``: the image names the deployment pulls, so that what is built
     and tested here is what a site deploys."""
     import yaml
 
     image = yaml.safe_load((root / "deploy/kubernetes/values.yaml").read_text())["singleuser"]["image"]
-    docs = [d for d in yaml.safe_load_all((root / "deploy/kubernetes/course-service.yaml").read_text()) if d]
-    service = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
-    return {"students": f"{image['name']}:{image['tag']}", "grader": service["containers"][0]["image"]}
+    return {"students": f"{image['name']}:{image['tag']}", "grader": service_pod(root)["containers"][0]["image"]}
 
 
 def _exists(image: str, docker: str) -> bool:
@@ -231,10 +243,7 @@ def build(root: Path = ROOT, wheels: Path | None = None) -> dict[str, str]:
     docker, names = docker_cli(), tags(root)
     build_base(docker)
     env = {**os.environ, "DOCKER_BUILDKIT": "1"}
-    versions = dict(
-        line.split("=", 1) for line in (root / "deploy/kubernetes/versions.env").read_text().splitlines() if "=" in line
-    )
-    hub = ["--build-arg", f"JUPYTERHUB_VERSION={versions['JUPYTERHUB_VERSION']}"]
+    hub = ["--build-arg", f"JUPYTERHUB_VERSION={versions(root)['JUPYTERHUB_VERSION']}"]
     with tempfile.TemporaryDirectory() as scratch:
         context = Path(scratch) / "students"
         assemble(context, root, wheels=wheels)

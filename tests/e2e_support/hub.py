@@ -9,7 +9,9 @@ environment, so ``stop()`` finds and kills all of them, orphans included, and ca
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -52,6 +54,22 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def ok_json(r: requests.Response, what: str):
+    """The JSON body of a 200 answer; an nbgrader answer must also say ``success``."""
+    assert r.status_code == 200, f"{what}: HTTP {r.status_code} {r.text[:800]}"
+    body = r.json()
+    if isinstance(body, dict) and "success" in body:
+        assert body["success"], f"{what} failed: {json.dumps(body)[:2000]}"
+    return body
+
+
+def feedback_score(page: str) -> tuple[float, float]:
+    """(score, max score) as a feedback page shows them."""
+    m = re.search(r"Score:?\s*([\d.]+)\s*/\s*([\d.]+)", re.sub(r"<[^>]+>", " ", page))
+    assert m, "the feedback shows no total score"
+    return float(m.group(1)), float(m.group(2))
 
 
 # A process is (pid, start time): a pid the kernel reuses for a stranger is not ours.

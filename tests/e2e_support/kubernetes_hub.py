@@ -12,8 +12,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import yaml
-
 from e2e_support.hub import TAG, Hub
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,24 +26,22 @@ def chart_jupyterhub() -> Path | None:
     return exe if exe.is_file() else None
 
 
-def course_service() -> dict:
-    """The grader's pod spec from course-service.yaml."""
-    docs = [d for d in yaml.safe_load_all((K8S / "course-service.yaml").read_text()) if d]
-    return next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
-
-
 class KubernetesHub(Hub):
-    def __init__(self, where: Path, instructors: list[str], students: list[str], docker: str):
+    def __init__(
+        self, where: Path, instructors: list[str], students: list[str], docker: str, grader_image: str, service: dict
+    ):
+        """``grader_image`` and ``service`` (course-service.yaml's pod spec) make the grader's pod."""
         course = where / "course"
         course.mkdir()
         super().__init__(where, course, instructors, students)
         self.docker = docker
+        self.grader_image, self.service = grader_image, service
         self.jupyterhub = chart_jupyterhub()
         self.config = CONFIG
         os.chmod(self.homes, 0o755)
         # Fresh volumes as the pod's fsGroup leaves them: group-owned, group-writable, setgid.
         for volume in (self.course_dir, self.exchange):
-            os.chown(volume, 0, course_service()["securityContext"]["fsGroup"])
+            os.chown(volume, 0, service["securityContext"]["fsGroup"])
             os.chmod(volume, 0o2775)
         self.env.update(
             E2E_VALUES=str(K8S / "values.yaml"),
@@ -73,10 +69,10 @@ class KubernetesHub(Hub):
             timeout=120,
         )
 
-    def pod(self, image: str, container: dict, command: list[str], options: tuple[str, ...] = ()):
+    def pod(self, container: dict, command: list[str], options: tuple[str, ...] = ()):
         """``command`` in one of the grader pod's containers as course-service.yaml declares it: its user,
         environment, working folder and volumes (the course directory and the exchange), no network."""
-        pod = course_service()
+        pod = self.service
         security = {**pod["securityContext"], **container.get("securityContext", {})}
         user = f"{security['runAsUser']}:{security.get('runAsGroup', pod['securityContext']['runAsGroup'])}"
         volumes = {"course": self.course_dir, "nbgrader-exchange": self.exchange}
@@ -88,14 +84,14 @@ class KubernetesHub(Hub):
             args += ["-v", f"{volumes[mount['name']]}:{mount['mountPath']}"]
         if "workingDir" in container:
             args += ["-w", container["workingDir"]]
-        return subprocess.run([*args, image, *command], capture_output=True, text=True, timeout=300)
+        return subprocess.run([*args, self.grader_image, *command], capture_output=True, text=True, timeout=300)
 
-    def init_pod(self, image: str) -> None:
+    def init_pod(self) -> None:
         """The grader pod's init containers, as declared: the exchange's mode, the course seeded."""
-        for container in course_service()["initContainers"]:
-            done = self.pod(image, container, container["command"])
+        for container in self.service["initContainers"]:
+            done = self.pod(container, container["command"])
             assert done.returncode == 0, f"init container {container['name']}: {done.stderr[-2000:]}"
 
-    def grader(self, image: str, *command: str, options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    def grader(self, *command: str, options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
         """``command`` in the grader pod's formgrader container (an instructor's terminal there)."""
-        return self.pod(image, course_service()["containers"][0], list(command), options)
+        return self.pod(self.service["containers"][0], list(command), options)
