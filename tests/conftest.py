@@ -56,16 +56,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 @pytest.fixture(scope="class")
 def table_grades(request: pytest.FixtureRequest):
-    """The class's ``table`` judged once through the judge's seam: ``{student id: Graded}``, the
-    right-differently student included."""
-    return request.cls.table.grade()
+    """The class's ``table`` judged once per session through the judge's seam, with one math thread:
+    ``{student id: Graded}``, the right-differently student included."""
+    return request.cls.table.graded()[1]
 
 
 @pytest.fixture(scope="class", params=["1", "2"], ids=lambda n: f"OMP_NUM_THREADS={n}")
 def threaded_grades(request: pytest.FixtureRequest):
-    """The class's ``table`` judged with ``OMP_NUM_THREADS`` at 1 and at 2 (the sandbox passes it to the
-    kernel; both kernels run at once, the first time either is asked for)."""
-    return request.cls.table.grade_each_thread_count()[request.param]
+    """``(table, grades)``: the class's ``table`` judged with ``OMP_NUM_THREADS`` at 1 and at 2 (the sandbox
+    passes it to the kernel); at 1, the whole table's grades, which name its students."""
+    return request.cls.table.graded(request.param)
 
 
 @pytest.fixture(scope="session")

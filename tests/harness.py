@@ -41,8 +41,8 @@ the right-differently student too, and it and the blank get exactly the seam's s
 
 A cell that loses its points to a mistake through a bare exception instead of a teaching message is
 listed in ``untaught``: it must still score zero, and its (mistake, cell) case is a strict xfail that
-turns red once the hidden test names the mistake. ``FloatMistakeTests`` grades a table of float-valued
-mistakes with ``OMP_NUM_THREADS`` at 1 and at 2. 04_practice's letters and messages come from
+turns red once the hidden test names the mistake. Every table is judged with one math thread
+(``OMP_NUM_THREADS=1``); ``FloatMistakeTests`` judges a table's float-valued mistakes with two as well. 04_practice's letters and messages come from
 ``practice.py``.
 """
 
@@ -130,7 +130,10 @@ class PipelineRun:
 
 
 _PIPELINES: dict[str, Future] = {}
-_THREADED: dict[int, dict[str, dict[str, Graded]]] = {}  # id(table) -> thread count -> grades
+# The tables are judged with one math thread, as ``autograder grade --jobs 2`` runs each kernel on a
+# 2-core machine; FloatMistakeTests judges its float-valued mistakes with two as well.
+TABLE_THREADS = "1"
+_GRADED: dict[tuple[int, str], dict[str, Graded]] = {}  # (id(table), OMP_NUM_THREADS) -> grades
 _SCRATCH = tempfile.TemporaryDirectory(prefix="autograder-tests-")  # removed when the session ends
 # The whole runs are made one after another in this thread, while the tests go on: a run spends much
 # of its time in nbgrader's and the kernels' start-up, when a core is free for the seam's work.
@@ -230,6 +233,8 @@ class MistakeTable:
     # (mistake, cell) -> what the cell raises today instead of a teaching message: a known gap in the
     # hidden tests. The cell must still score zero; the teaching-message case is a strict xfail.
     untaught: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    # The table this one was cut from with ``only``: its grades serve this one's at the tables' thread count.
+    whole: MistakeTable | None = field(default=None, compare=False, repr=False)
 
     # -- reading the table --
 
@@ -237,7 +242,7 @@ class MistakeTable:
         """The same table with only the named mistakes (a smaller run)."""
         missing = set(names) - {m.name for m in self.mistakes}
         assert not missing, f"no such mistakes: {sorted(missing)}"
-        return replace(self, mistakes=tuple(m for m in self.mistakes if m.name in names))
+        return replace(self, mistakes=tuple(m for m in self.mistakes if m.name in names), whole=self.whole or self)
 
     def cases(self) -> list[Case]:
         return [Case(m.name, cell, words) for m in self.mistakes for cell, words in m.loses.items()]
@@ -321,13 +326,16 @@ class MistakeTable:
         notebooks[BLANK] = nbu.read_notebook(ROOT / "release" / self.assignment / f"{self.assignment}.ipynb")
         return judge_notebooks(course(), self.assignment, notebooks, environment=environment)
 
-    def grade_each_thread_count(self) -> dict[str, dict[str, Graded]]:
-        """``{n: grades}`` with ``OMP_NUM_THREADS`` at 1 and at 2, the two kernels judged at once."""
-        if id(self) not in _THREADED:
-            with ThreadPoolExecutor(2) as both:
-                runs = {n: both.submit(self.grade, {"OMP_NUM_THREADS": n}) for n in ("1", "2")}
-                _THREADED[id(self)] = {n: run.result() for n, run in runs.items()}
-        return _THREADED[id(self)]
+    def graded(self, threads: str = TABLE_THREADS) -> tuple[MistakeTable, dict[str, Graded]]:
+        """``(table, grades)``: :meth:`grade` with ``OMP_NUM_THREADS=threads``, once per session, and the
+        table whose students the grades name. A part of a table (:meth:`only`) at the tables' own thread
+        count reads the whole table's grades: each of its mistakes is there, held by another student."""
+        if self.whole is not None and threads == TABLE_THREADS:
+            return self.whole.graded(threads)
+        key = (id(self), threads)
+        if key not in _GRADED:
+            _GRADED[key] = self.grade({"OMP_NUM_THREADS": threads})
+        return self, _GRADED[key]
 
     def witnesses(self) -> tuple[str, ...]:
         """The students the whole pipeline grades besides the reference: the right-differently one
@@ -339,7 +347,7 @@ class MistakeTable:
 class MistakeTests:
     """The standard tests of a :class:`MistakeTable`; subclass as ``TestX`` and set ``table``.
 
-    ``table_grades`` (conftest.py) grades the table once per class; ``case`` is parametrized by
+    ``table_grades`` (conftest.py) grades the table once per session; ``case`` is parametrized by
     conftest.py's ``pytest_generate_tests`` over ``table.cases()`` with ids ``mistake-cell``.
     """
 
@@ -440,18 +448,20 @@ class FloatMistakeTests:
     Reductions in several threads add in another order; a message that picks the mistake by comparing
     floats must not change with ``OMP_NUM_THREADS`` (the sandbox passes it through to the kernel).
     Subclass as ``TestX`` and set ``table`` (``TABLE.only([...])``: only array-valued mistakes). ``threaded_grades``
-    (conftest.py) judges it once per thread count.
+    (conftest.py) gives ``(table, grades)`` per thread count: at one thread the whole table's (``TestMistakes``
+    judged them so), at two this part's own.
     """
 
     table: MistakeTable
 
     @pytest.mark.slow
     def test_each_mistake_is_named_whatever_the_thread_count(self, threaded_grades, case):
-        graded = threaded_grades[self.table.student_of(case.mistake)]
+        table, grades = threaded_grades
+        graded = grades[table.student_of(case.mistake)]
         assert_loses_and_names(graded, case.cell, case.words, case.mistake)
 
     @pytest.mark.slow
     def test_right_answers_earn_full_marks_whatever_the_thread_count(self, threaded_grades):
-        g = threaded_grades[RIGHT_STUDENT]
+        g = threaded_grades[1][RIGHT_STUDENT]
         lost = {c.cell: g.errors.get(c.cell) for c in g.grade.cells if c.auto and c.score != c.max_score}
         assert not lost, lost
