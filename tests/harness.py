@@ -42,8 +42,8 @@ the right-differently student too, and it and the blank get exactly the seam's s
 A cell that loses its points to a mistake through a bare exception instead of a teaching message is
 listed in ``untaught``: it must still score zero, and its (mistake, cell) case is a strict xfail that
 turns red once the hidden test names the mistake. Every table is judged with one math thread
-(``OMP_NUM_THREADS=1``); ``FloatMistakeTests`` judges a table's float-valued mistakes with two as well. 04_practice's letters and messages come from
-``practice.py``.
+(``OMP_NUM_THREADS=1``); ``FloatMistakeTests`` judges a table's float-valued mistakes with two as
+well. 04_practice's letters and messages come from ``practice.py``.
 """
 
 from __future__ import annotations
